@@ -93,8 +93,6 @@ def run_step(step: PipStep, pip: Pip, constraints_path: Path) -> None:
             _warn(attempt, exc)
             attempt = attempt.fallback
             continue
-        if attempt.note:
-            print(attempt.note)
         return
 
 

@@ -73,8 +73,6 @@ class PipStep:
     #: Finishes "Without it, ... will not work" in the warning printed when pip fails.
     needed_for: str
     no_deps: bool = False
-    #: Printed after a successful install (a caveat the user should know about).
-    note: str = ""
     #: Tried when this step fails (only for steps whose failure installs nothing, so nothing gets mixed).
     fallback: PipStep | None = None
 
@@ -149,17 +147,15 @@ def _onnxruntime_step(cuda_major: int | None, cudnn_major: int | None) -> PipSte
         return _cpu_onnxruntime("torch reports no usable CUDA GPU")
     if cuda_major not in ORT_GPU_FOR_CUDA:
         return _cpu_onnxruntime(f"no onnxruntime-gpu release on PyPI is known to target CUDA {cuda_major}")
-    requirement = ORT_GPU_FOR_CUDA[cuda_major]
-    note = ""
     if cuda_major == 12 and cudnn_major is not None and cudnn_major < 9:
-        note = (f"TI Studio: note: torch ships cuDNN {cudnn_major} but onnxruntime-gpu for CUDA 12 needs cuDNN 9; "
-                "until cuDNN 9 is on the library path (or torch >= 2.4 is installed) onnxruntime runs on the CPU, "
-                "and TI Studio says so when it loads a model")
+        # Every onnxruntime-gpu for CUDA 12 on PyPI needs cuDNN 9; torch < 2.4 (stock WebUI 1.10.1: torch 2.1.2)
+        # ships cuDNN 8, so the 250 MB GPU build would only ever run on the CPU.
+        return _cpu_onnxruntime(f"torch ships cuDNN {cudnn_major}, onnxruntime-gpu for CUDA 12 needs cuDNN 9")
+    requirement = ORT_GPU_FOR_CUDA[cuda_major]
     return PipStep(
         description=f"{requirement} for TI Studio (the build for torch's CUDA {cuda_major})",
         requirements=(requirement,),
         needed_for=_ORT_NEEDED_FOR,
-        note=note,
         # A failed install leaves no flavour behind, so the CPU build cannot clash with it. It is the usual way
         # out when no GPU release fits the host's pins (onnxruntime-gpu for CUDA 13 needs protobuf >= 4.25.8).
         fallback=_cpu_onnxruntime("onnxruntime-gpu could not be installed"),
