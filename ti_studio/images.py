@@ -7,6 +7,7 @@ and the reason in one line (the batch goes on with the next file).
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -109,10 +110,10 @@ def _decode(im: Image.Image, name: str, min_long_side: int | None) -> Photo:
         raise Image.DecompressionBombError(name)
     orientation = _exif_orientation(im)
     upright_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-    if min_long_side and im.format == "JPEG":
+    if min_long_side and im.format == "JPEG" and max(width, height) > min_long_side:
         # draft() picks the largest libjpeg DCT scale (1/1..1/8) that keeps at least the requested size.
-        factor = max(1, max(width, height) // min_long_side)
-        im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else "RGB", (width // factor, height // factor))
+        ratio = min_long_side / max(width, height)
+        im.draft(im.mode, (math.ceil(width * ratio), math.ceil(height * ratio)))
     im.load()  # animated files: Image.open leaves us on the first frame, which is the one we use
     image = _to_rgb(im)
     if orientation in _ORIENTATION_TRANSPOSE:
