@@ -15,12 +15,9 @@ import os
 import numpy as np
 
 from ..errors import UserError
-from ..hub import current_endpoint
 from .faces import Face, FaceDetector
 
 DETECTORS = ("auto", "yunet", "mtcnn")
-#: How long ``auto`` waits for the Hub to answer before it falls back to MTCNN.
-_PROBE_TIMEOUT_S = 3.0
 
 
 def create_detector(name: str = "auto", *, device: str = "auto", cache_dir: str | os.PathLike | None = None,
@@ -35,51 +32,26 @@ def create_detector(name: str = "auto", *, device: str = "auto", cache_dir: str 
     Raises :class:`UserError` for an unknown name or a detector that cannot be had.
     """
     from .mtcnn import MtcnnDetector
-    from .yunet import YuNetDetector, cached_model
+    from .yunet import YuNetDetector
 
     if name not in DETECTORS:
         raise UserError(f"unknown face detector {name!r}; choose one of: {', '.join(DETECTORS)}")
     if name == "mtcnn":
         detector = MtcnnDetector(device=device, threads=threads)
         return detector, detector.notice
-    reason = None
-    if name == "auto" and yunet_path is None and cached_model(cache_dir) is None:
-        reason = _hub_unreachable(endpoint)
-    if reason is None:
-        try:
-            detector = YuNetDetector(yunet_path, cache_dir=cache_dir, endpoint=endpoint, device=device,
-                                     threads=threads)
-            return detector, detector.notice
-        except UserError as exc:
-            if name == "yunet":
-                raise
-            reason = str(exc)
+    try:
+        detector = YuNetDetector(yunet_path, cache_dir=cache_dir, endpoint=endpoint, device=device, threads=threads)
+        return detector, detector.notice
+    except UserError as exc:
+        if name == "yunet":
+            raise
+        reason = str(exc)
     try:
         fallback = MtcnnDetector(device=device, threads=threads)
     except UserError as exc:
         raise UserError(f"no face detector available: YuNet: {reason}; MTCNN: {exc}") from None
     notice = f"face detector: using MTCNN because YuNet is unavailable ({reason})"
     return fallback, "; ".join(filter(None, (notice, fallback.notice)))
-
-
-def _hub_unreachable(endpoint: str | None) -> str | None:
-    """Why YuNet cannot be downloaded now (offline mode, the Hub or the mirror in use not answering), or ``None``.
-
-    One request with a short timeout, because huggingface_hub retries a failed connection five times with backoff
-    (~23 s when refused, over a minute when packets are dropped): too long to make an offline user wait before the
-    fallback. Proxies from the environment apply, as they do for the download itself.
-    """
-    import requests
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set and it is not in the cache"
-    url = current_endpoint(endpoint) or "https://huggingface.co"
-    try:
-        requests.head(url, timeout=_PROBE_TIMEOUT_S)
-    except requests.RequestException as exc:
-        return f"{url} is unreachable ({type(exc).__name__})"
-    return None
 
 
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, threshold: float, *,

@@ -99,15 +99,6 @@ class YuNetDetector:
         return faces_from_arrays(boxes / np.tile(scale, 2), landmarks / scale, scores)
 
 
-def cached_model(cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """The pinned model file if the Hugging Face cache already holds it (looked up without network), else ``None``."""
-    from huggingface_hub import try_to_load_from_cache
-
-    found = try_to_load_from_cache(MODEL_FILE.repo_id, MODEL_FILE.filename, cache_dir=cache_dir,
-                                   revision=MODEL_FILE.revision)
-    return Path(found) if isinstance(found, str) else None
-
-
 def letterbox(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The network input (``[1, 3, H, W]`` BGR float 0-255) and the x/y factors from image to input pixels.
 
