@@ -16,7 +16,7 @@ from . import __version__
 from .errors import UserError
 
 #: Subcommand modules under ``ti_studio.commands``, in the order the product's stages run.
-COMMANDS = ("crop", "tag", "captions")
+COMMANDS = ("crop", "tag", "captions", "train", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,66 @@
+"""``compare RUN_DIR``: the txt2img X/Y/Z preset comparing a run's snapshots against prompt variations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..compare.snapshots import choose, export, load_run
+from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
+from ..errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="print the txt2img X/Y/Z preset comparing a run's snapshots",
+        description="Paste the printed text into txt2img's prompt box and press the 'read generation parameters' "
+                    "button (the arrow under Generate); the snapshots must be in the WebUI's embeddings folder "
+                    "under their comparison names (--export does that).")
+    parser.add_argument("run_dir", help="a run folder written by train (OUT/NAME)")
+    parser.add_argument("--steps", help="snapshot steps to compare, e.g. 500,1000,1500 (default: spread + best)")
+    parser.add_argument("--y", default=",".join(DEFAULT_Y_VALUES),
+                        help='Y axis prompt variations, comma-separated ("" for none)')
+    parser.add_argument("--prompt", default="a photo of [name], [y]", help="[name] and [y] are filled in")
+    parser.add_argument("--negative", default="")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--export", metavar="DIR",
+                        help="copy the chosen snapshots into DIR (e.g. the WebUI's embeddings folder) "
+                             "under their comparison names")
+    parser.set_defaults(handler=run_compare)
+
+
+def run_compare(args: argparse.Namespace, report) -> dict:
+    config, snapshots = load_run(args.run_dir)
+    chosen = choose(snapshots, _steps(args.steps))
+    size = config.size or 512
+    preset = XyzPreset(names=[s.compare_name for s in chosen], y_values=_values(args.y),
+                       prompt_template=args.prompt, negative_prompt=args.negative, seed=args.seed,
+                       width=size, height=size)
+    exported = [str(path) for path in export(chosen, args.export)] if args.export else []
+    if exported:
+        report(f"copied {len(exported)} snapshots into {args.export}")
+    for snapshot in chosen:
+        fixed = f"{snapshot.fixed_loss:.4f}" if snapshot.fixed_loss is not None else "-"
+        norm = f"{snapshot.norm:.3f}" if snapshot.norm is not None else "-"
+        # stderr: stdout carries exactly the preset, ready to pipe or paste into txt2img
+        print(f"{snapshot.compare_name}: step {snapshot.step}, fixed-noise loss {fixed}, norm {norm}",
+              file=sys.stderr)
+    infotext = preset.infotext()
+    if not args.json:
+        print(infotext)  # the preset itself is the command's output (in the summary under --json)
+    return {"infotext": infotext, "exported": exported,
+            "snapshots": [{"name": s.compare_name, "step": s.step, "file": str(s.path), "loss": s.loss,
+                           "fixed_loss": s.fixed_loss, "norm": s.norm} for s in chosen]}
+
+
+def _steps(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--steps must be whole numbers separated by commas, got {text!r}") from None
+
+
+def _values(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
