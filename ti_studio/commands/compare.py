@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_compare)
 
 
-def run_compare(args: argparse.Namespace, report) -> dict:
+def run_compare(args: argparse.Namespace, _report) -> dict:
+    """stdout carries exactly the preset (ready to pipe or paste), so every note goes to stderr."""
     config, snapshots = load_run(args.run_dir)
     chosen = choose(snapshots, _steps(args.steps))
     size = config.size or 512
@@ -38,11 +39,10 @@ def run_compare(args: argparse.Namespace, report) -> dict:
                        width=size, height=size)
     exported = [str(path) for path in export(chosen, args.export)] if args.export else []
     if exported:
-        report(f"copied {len(exported)} snapshots into {args.export}")
+        print(f"copied {len(exported)} snapshots into {args.export}", file=sys.stderr)
     for snapshot in chosen:
         fixed = f"{snapshot.fixed_loss:.4f}" if snapshot.fixed_loss is not None else "-"
         norm = f"{snapshot.norm:.3f}" if snapshot.norm is not None else "-"
-        # stderr: stdout carries exactly the preset, ready to pipe or paste into txt2img
         print(f"{snapshot.compare_name}: step {snapshot.step}, fixed-noise loss {fixed}, norm {norm}",
               file=sys.stderr)
     infotext = preset.infotext()
