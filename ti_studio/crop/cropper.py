@@ -46,7 +46,7 @@ class CropConfig:
     no_face: str = "skip"  # skip | centre (largest centred square, flagged for review)
     recursive: bool = False
     workers: int = 2
-    detect_long_side: int = 640  # detectors are trained on faces of ~10-300 px: a 640 px copy suits them
+    detect_long_side: int = 640  # detectors are trained on faces of ~10-300 px: a 640-800 px copy suits them
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -219,11 +219,14 @@ class _CropJob:
     def _detect(self, photo: Photo) -> list[Face]:
         """Detect on a copy whose long side is ``detect_long_side``; return faces in full-photo pixels."""
         image = photo.image
-        long_side = max(image.size)
-        if long_side > self.config.detect_long_side:
-            factor = self.config.detect_long_side / long_side
-            small = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-            image = image.resize(small, Image.BILINEAR, reducing_gap=2.0)
+        wanted = self.config.detect_long_side
+        factor = max(image.size) // wanted
+        if factor > 1:
+            image = image.reduce(factor)  # an integer box filter: a few ms where a resampling filter takes ~10
+        if max(image.size) > 1.25 * wanted:
+            scale = wanted / max(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.BILINEAR)
         to_full = photo.full_size[0] / image.width
         faces = [face.scaled(to_full) for face in self.detector.detect(image)]
         return sorted(faces, key=lambda face: face.area, reverse=True)
