@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ti_studio.tagging.labels import Labels
+from ti_studio.captions.ops import tag_key
 from ti_studio.tagging.postprocess import (
     KAOMOJI,
     TagOptions,
@@ -15,8 +16,6 @@ from ti_studio.tagging.postprocess import (
     mcut_threshold,
     merge_caption,
     select_tags,
-    split_caption,
-    tag_key,
 )
 
 #: Deliberately NOT in the usual order: character rows sit between general rows, so position-based splitting (the
@@ -140,11 +139,6 @@ def test_exclusion_does_not_move_the_mcut_threshold():
     s = scores(long_hair=0.9, smile=0.85, **{"1girl": 0.2})
     out = select_tags(s, LABELS, TagOptions(mcut_general=True, exclude=("long hair",)))
     assert list(out.tags) == ["smile"]
-
-
-def test_split_caption():
-    assert split_caption(" a, b ,,c\nd, ") == ["a", "b", "c", "d"]
-    assert split_caption("") == []
 
 
 @pytest.mark.parametrize(

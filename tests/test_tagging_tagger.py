@@ -155,7 +155,7 @@ def test_undecodable_existing_caption_fails_that_photo_only(tmp_path, model_dir)
     photo(tmp_path / "white.png", (255, 255, 255))
     (tmp_path / "blue.txt").write_bytes("caf\xe9".encode("latin-1"))
     run = tag_folder(tmp_path, config(model_dir, mode="append"))
-    assert [(f.file, "neither UTF-8 nor UTF-16" in f.reason) for f in run.failed] == [("blue.png", True)]
+    assert [(f.file, "not UTF-8 or UTF-16" in f.reason) for f in run.failed] == [("blue.png", True)]
     assert (tmp_path / "blue.txt").read_bytes() == b"caf\xe9"
     assert (tmp_path / "white.txt").read_text("utf-8") == WHITE_CAPTION
 

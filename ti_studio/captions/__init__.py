@@ -23,6 +23,7 @@ from .ops import (
     tag_frequency,
     tag_key,
     tag_stats,
+    unique_tags,
 )
 from .store import CaptionChange, CaptionStore, EditResult, UndoResult, decode_caption, read_caption
 
@@ -51,4 +52,5 @@ __all__ = [
     "tag_frequency",
     "tag_key",
     "tag_stats",
+    "unique_tags",
 ]

@@ -233,6 +233,11 @@ class ReplaceInTags(TagEdit):
         return f"replace {kind} in tags: {self.find} -> {self.replacement or '(nothing)'}"
 
 
+def unique_tags(tags: Iterable[str]) -> list[str]:
+    """Each tag once, matched by :func:`tag_key`, keeping the first spelling and the order."""
+    return _missing((), tuple(tags))
+
+
 def _missing(tags: Sequence[str], wanted: tuple[str, ...]) -> list[str]:
     """The tags of ``wanted`` not yet in ``tags`` (by key), each once, in ``wanted``'s order."""
     present = {tag_key(tag) for tag in tags}
@@ -291,7 +296,7 @@ class Dedupe(TagEdit):
     name: ClassVar[str] = "dedupe"
 
     def apply(self, tags: Sequence[str], frequency: Mapping[str, int]) -> list[str]:
-        return _missing((), tuple(tags))
+        return unique_tags(tags)
 
     def describe(self) -> str:
         return "remove duplicate tags"

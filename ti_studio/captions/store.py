@@ -36,8 +36,9 @@ ImageRef = str | os.PathLike
 
 
 def decode_caption(data: bytes, name: str) -> str:
-    """Caption text from file bytes: UTF-8 with or without BOM, or UTF-16 with a BOM (Windows Notepad's "Unicode")."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    """Caption text from file bytes: UTF-8 with or without BOM, or UTF-16 (Windows Notepad's "Unicode"), recognised
+    by its BOM or by NUL bytes, which UTF-8 text never contains."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
         encoding = "utf-16"
     else:
         encoding = "utf-8-sig"  # also reads plain UTF-8

@@ -20,6 +20,7 @@ from typing import Iterable, Literal
 
 import numpy as np
 
+from ..captions.ops import format_caption, parse_caption, tag_key, unique_tags
 from .labels import Labels
 
 #: The 19 Danbooru kaomoji tags whose underscore is part of the face (list used by SmilingWolf's demo).
@@ -73,11 +74,6 @@ def display_name(raw: str) -> str:
     return name.replace("(", "\\(").replace(")", "\\)")
 
 
-def tag_key(tag: str) -> str:
-    """One spelling for comparisons: unescaped, underscores as spaces, trimmed (``a_\\(b\\)`` == ``a (b)``)."""
-    return tag.replace("\\(", "(").replace("\\)", ")").replace("_", " ").strip()
-
-
 def select_tags(scores: np.ndarray, labels: Labels, options: TagOptions) -> Prediction:
     """Apply thresholds, exclusions, naming and ordering to one image's score vector (one score per CSV row)."""
     excluded = {tag_key(tag) for tag in options.exclude}
@@ -112,11 +108,6 @@ def _above(scores: np.ndarray, labels: Labels, indices: np.ndarray, threshold: f
     return [(labels.names[i], float(scores[i])) for i in picked[order]]
 
 
-def split_caption(text: str) -> list[str]:
-    """Tags of an existing caption: comma-separated, trimmed, empties dropped (line breaks count as commas)."""
-    return [tag.strip() for tag in text.replace("\n", ",").split(",") if tag.strip()]
-
-
 def merge_caption(new_tags: Iterable[str], existing: str | None, mode: WriteMode) -> str:
     """The caption text to write for ``mode``, given the tagger's tags and the current caption (``None``: no file).
 
@@ -125,13 +116,5 @@ def merge_caption(new_tags: Iterable[str], existing: str | None, mode: WriteMode
     decided before tagging (see the tagger), so here it behaves like ``overwrite`` for a file without a caption.
     """
     new = list(new_tags)
-    old = split_caption(existing) if existing and mode in ("append", "prepend") else []
-    combined = old + new if mode == "append" else new + old
-    seen: set[str] = set()
-    unique = []
-    for tag in combined:
-        key = tag_key(tag)
-        if key not in seen:
-            seen.add(key)
-            unique.append(tag)
-    return ", ".join(unique)
+    old = parse_caption(existing) if existing and mode in ("append", "prepend") else []
+    return format_caption(unique_tags(old + new if mode == "append" else new + old))

@@ -11,7 +11,6 @@ A bad photo never stops the batch: it becomes one line in the report and an entr
 
 from __future__ import annotations
 
-import codecs
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,6 +27,7 @@ from ..images import ImageError, list_photos, open_photo
 from ..onnx_session import OnnxModel, load_model
 from .labels import Labels, load_labels
 from .models import DEFAULT_MODEL, ModelFiles, resolve_model
+from ..captions import read_caption
 from .postprocess import Prediction, TagOptions, WriteMode, merge_caption, select_tags
 from .preprocess import InputSpec, input_spec, prepare_image
 
@@ -297,26 +297,6 @@ def caption_path(photo: Path) -> Path:
     return photo.with_suffix(".txt")
 
 
-def read_caption(path: Path) -> str | None:
-    """An existing caption's text, or ``None`` if there is none.
-
-    Captions are UTF-8 (a BOM from Windows Notepad is fine); UTF-16 is recognised by its BOM or by NUL bytes, which
-    never occur in UTF-8 text. Anything else raises :class:`UserError` rather than merging mojibake into a caption.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise UserError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    try:
-        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data:
-            return data.decode("utf-16")
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path.name} is neither UTF-8 nor UTF-16 text; convert it or use --mode overwrite") from None
-
-
 def _plan(photos: list[Path], mode: WriteMode) -> Iterator[tuple[Path, str | None]]:
     """Each photo with a reason to skip it, or ``None`` to tag it.
 
@@ -339,7 +319,7 @@ def _plan(photos: list[Path], mode: WriteMode) -> Iterator[tuple[Path, str | Non
 
 def _has_text(caption: Path) -> bool:
     try:
-        return bool((read_caption(caption) or "").strip())
+        return bool(read_caption(caption).strip())
     except UserError:
         return True  # text we cannot decode is still someone's caption: leave it alone
 
