@@ -20,7 +20,7 @@ def test_defaults():
     assert config.shuffle_tags is True and config.tag_dropout == 0.0 and config.flip is False
     assert (config.latent_sampling, config.precision, config.output_format) == ("once", "auto", "safetensors")
     assert (config.clip_mode, config.clip_value) == ("norm", 1.0)
-    assert (config.norm_control, config.norm_cap_factor) == ("cap", 3.0)
+    assert (config.norm_control, config.norm_cap_factor) == ("directional", 3.0)
     assert config.adam_betas == (0.9, 0.999) and config.adam_eps == 1e-8 and config.weight_decay == 0.0
     assert config.effective_steps == 3000
 
@@ -74,7 +74,7 @@ def test_effective_steps_stop_at_the_schedules_last_step():
 def test_describe_is_one_line_with_the_essentials():
     text = TrainConfig("emb", learning_rate="0.005:100", steps=1000, size=512).describe()
     assert "\n" not in text
-    for part in ("emb", "2 vectors", "100 steps", "0.005:100", "512px", "name_filewords", "norm cap 3x"):
+    for part in ("emb", "2 vectors", "100 steps", "0.005:100", "512px", "name_filewords", "norm directional"):
         assert part in text
 
 
