@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, validator
 
 from ..captions import Append, CaptionStore, Chain, Dedupe, Prepend, Remove, Replace, Sort, TagEdit
 from ..crop.cropper import CropConfig, crop_folder, recrop
@@ -83,12 +83,30 @@ class CropResponse(BaseModel):
     outputs: list[str]
 
 
+def _positive(value):
+    if value is not None and value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+# Constraints are validators rather than ``Field(gt=...)``: pydantic 1 turns those into constrained types whose
+# hypothesis-plugin registration crashes under the hypothesis the tests use (and would in any host that has it).
+
+
 class Box(BaseModel):
     """A square in the original photo's full-resolution pixels (it may reach past the photo: padded)."""
 
     left: float
     top: float
-    side: float = Field(..., gt=0)
+    side: float
+
+    _side_positive = validator("side", allow_reuse=True)(_positive)
 
 
 class RecropRequest(BaseModel):
@@ -97,7 +115,9 @@ class RecropRequest(BaseModel):
     dataset: str
     name: str
     box: Optional[Box] = None
-    size: Optional[int] = Field(None, gt=0)
+    size: Optional[int] = None
+
+    _size_positive = validator("size", allow_reuse=True)(_positive)
 
 
 class RecropResponse(BaseModel):
@@ -114,13 +134,16 @@ class TagRequest(BaseModel):
 
     folder: str
     model: str = TagConfig.model
-    general: float = Field(TagOptions.general_threshold, ge=0, le=1)
-    character: float = Field(TagOptions.character_threshold, ge=0, le=1)
+    general: float = TagOptions.general_threshold
+    character: float = TagOptions.character_threshold
     mcut_general: bool = TagOptions.mcut_general
     mcut_character: bool = TagOptions.mcut_character
     exclude: list[str] = []
     mode: WriteMode = TagConfig.mode
-    batch: int = Field(TagConfig.batch_size, ge=1)
+    batch: int = TagConfig.batch_size
+
+    _thresholds = validator("general", "character", allow_reuse=True)(_fraction)
+    _batch_positive = validator("batch", allow_reuse=True)(_positive)
 
 
 class TagResponse(BaseModel):
