@@ -158,6 +158,21 @@ def test_recrop_explains_a_moved_original(tmp_path, mtcnn):
         recrop(tmp_path / "out", "other.png")
 
 
+def test_recrop_notices_a_changed_original(tmp_path, mtcnn):
+    src = tmp_path / "photos"
+    src.mkdir()
+    photos.astronaut().save(src / "a.png")
+    out = tmp_path / "out"
+    crop_folder(src, out, CropConfig(), detector=mtcnn)
+    photos.astronaut().rotate(5).save(src / "a.png")  # edited in place, same size
+    record = recrop(out, "a.png", size=256)
+    assert record.warnings[-1] == "the original photo was modified since it was cropped: check the crop"
+    assert recrop(out, "a.png").warnings[-1:] != [record.warnings[-1]]  # the record now knows the new file
+    photos.astronaut().resize((300, 300)).save(src / "a.png")
+    with pytest.raises(UserError, match="is now 300x300, not 512x512"):
+        recrop(out, "a.png")
+
+
 def test_a_failed_write_leaves_the_previous_crop_whole(tmp_path, mtcnn, monkeypatch):
     src = tmp_path / "photos"
     src.mkdir()

@@ -50,14 +50,19 @@ class CropConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.size % 8 or not 64 <= self.size <= 4096:
-            raise UserError(f"crop size must be a multiple of 8 between 64 and 4096, got {self.size}")
+        check_size(self.size)
         if self.faces not in ("largest", "all"):
             raise UserError(f"--faces must be 'largest' or 'all', got {self.faces!r}")
         if self.no_face not in ("skip", "centre"):
             raise UserError(f"--no-face must be 'skip' or 'centre', got {self.no_face!r}")
         if self.workers < 1:
             raise UserError("workers must be at least 1")
+
+
+def check_size(size: int) -> None:
+    """Crop sides are multiples of 8: SD's VAE works on 8x8 pixel blocks."""
+    if size % 8 or not 64 <= size <= 4096:
+        raise UserError(f"crop size must be a multiple of 8 between 64 and 4096, got {size}")
 
 
 @dataclass
@@ -145,12 +150,20 @@ def recrop(dataset_dir: str | os.PathLike, output: str, box: CropBox | None = No
         raise UserError(f"{output}: the original photo is no longer at {source}")
     new_box = box or record.box
     new_size = size or record.size
-    CropConfig(size=new_size)  # validates the size
+    check_size(new_size)
     photo = open_photo(source, min_long_side=_decode_long_side(record.source_size, new_box, new_size))
+    if photo.full_size != tuple(record.source_size):
+        raise UserError(f"{output}: the original photo is now {photo.full_size[0]}x{photo.full_size[1]}, not "
+                        f"{record.source_size[0]}x{record.source_size[1]}; crop it again")
+    stat = source.stat()
+    changed = (stat.st_size, stat.st_mtime_ns) != (record.source_bytes, record.source_mtime_ns)
     record.box, record.size = new_box, new_size
     record.adjusted = record.adjusted or box is not None
-    record.flags, record.warnings = _quality_notes(record, photo.full_size, padded=not new_box.fits_in(
-        *photo.full_size), zoom_limited=False)
+    record.source_bytes, record.source_mtime_ns = stat.st_size, stat.st_mtime_ns
+    record.flags, record.warnings = _quality_notes(record, padded=not new_box.fits_in(*photo.full_size),
+                                                   zoom_limited=False)
+    if changed:
+        record.warnings.append("the original photo was modified since it was cropped: check the crop")
     _write_crop(Path(dataset_dir), render(photo, new_box, new_size), record)
     return record
 
@@ -207,8 +220,7 @@ class _CropJob:
                 framing=asdict(self.config.framing),
             )
             record.flags, record.warnings = _quality_notes(
-                record, photo.full_size, padded=bool(framing and framing.padded),
-                zoom_limited=bool(framing and framing.zoom_limited))
+                record, padded=bool(framing and framing.padded), zoom_limited=bool(framing and framing.zoom_limited))
             crop_photo = self._photo_for(path, photo, box)
             _write_crop(self.output_dir, render(crop_photo, box, self.config.size), record)
             result.outputs.append(output)
@@ -261,8 +273,7 @@ def _decode_long_side(full_size: tuple[int, int], box: CropBox, size: int) -> in
     return math.ceil(max(full_size) * size / box.side)
 
 
-def _quality_notes(record: CropRecord, full_size: tuple[int, int], padded: bool, zoom_limited: bool
-                   ) -> tuple[list[str], list[str]]:
+def _quality_notes(record: CropRecord, padded: bool, zoom_limited: bool) -> tuple[list[str], list[str]]:
     """Flags and sentences the review gallery shows next to a crop."""
     flags: list[str] = []
     warnings: list[str] = []
