@@ -60,8 +60,11 @@ def test_compare_names_are_never_substrings_of_each_other(model_dir, dataset, tm
 
 def test_interrupted_run_resumes_from_the_cli(model_dir, dataset, tmp_path, capsys):
     assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "4")) == 0
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "6")) == 2
+    before = sorted(p.name for p in (tmp_path / "runs" / "tiface" / "embeddings").iterdir())
+    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "6", "--model", str(tmp_path / "none")
+                       )) == 2  # refused before the model is loaded: the missing model is never reached
     assert "use --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs" / "tiface" / "embeddings").iterdir()) == before
     assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "6", "--resume", "--json")) == 0
     assert json.loads(capsys.readouterr().out)["steps_done"] == 6
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..training.config import TrainConfig
 from ..training.schedule import TUTORIAL
-from ..training.trainer import StepReport, TrainCallbacks, prepare_data, train
+from ..training.trainer import StepReport, TrainCallbacks, check_run_folder, prepare_data, train
 
 #: The model trained on when none is given: SD 1.5, downloaded once into the Hugging Face cache.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -57,7 +57,10 @@ def run_train(args: argparse.Namespace, report) -> dict:
         latent_sampling=args.latent_sampling, flip=args.flip, seed=args.seed, precision=args.precision,
         output_format=args.format,
     )
-    prepare_data(config, args.data)  # bad data is reported before minutes are spent loading the model
+    run_dir = Path(args.out) / args.name
+    # Bad data or a clash with an existing run is reported before minutes are spent loading the model.
+    prepare_data(config, args.data)
+    check_run_folder(config, run_dir, args.resume)
     from ..backends.diffusers_backend import DiffusersBackend
 
     report(f"loading {args.model}")
@@ -65,7 +68,7 @@ def run_train(args: argparse.Namespace, report) -> dict:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if _main_thread() else None
     try:
-        result = train(config, backend, args.data, Path(args.out) / args.name, resume=args.resume,
+        result = train(config, backend, args.data, run_dir, resume=args.resume,
                        callbacks=TrainCallbacks(on_step=_printer(report), should_stop=stop.is_set,
                                                 on_status=report))
     finally:

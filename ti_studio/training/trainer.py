@@ -85,6 +85,25 @@ def prepare_data(config: TrainConfig, dataset_dir: str | Path, template_dirs: tu
     return TrainingData(template=template, images=load_training_images(dataset_dir, template.uses_filewords))
 
 
+def check_run_folder(config: TrainConfig, run_dir: str | Path, resume: bool) -> int:
+    """The step a run in ``run_dir`` starts from (0: a new run), or UserError: a new run over an existing one, a
+    resume with nothing to resume or with other settings. Reads only, so front ends call it before loading a model."""
+    folder = RunFolder(Path(run_dir), config.name)
+    existing = folder.config.is_file() or folder.snapshot_steps()
+    if not resume:
+        if existing:
+            raise UserError(f"{folder.root} already holds a run of {config.name}: use --resume to continue it, or "
+                            f"another name or output folder")
+        return 0
+    latest = folder.latest_state()
+    if latest is None:
+        raise UserError(f"nothing to resume in {folder.root}: no saved training state")
+    saved = TrainConfig.from_json(fileio.read_json(folder.config))
+    if saved.resume_key() != config.resume_key():
+        raise UserError(f"cannot resume: the run was started with other training settings ({saved.describe()})")
+    return latest[0]
+
+
 def train(config: TrainConfig, backend: TrainingBackend, dataset_dir: str | Path, run_dir: str | Path,
           resume: bool = False, callbacks: TrainCallbacks = TrainCallbacks(),
           template_dirs: tuple[Path, ...] = ()) -> TrainResult:
@@ -135,23 +154,10 @@ class _Run:
             log.close()
 
     def _prepare_folder(self, resume: bool) -> int:
-        """Check the run folder and return the step to continue from (0 for a new run)."""
-        existing = self.folder.config.is_file() or self.folder.snapshot_steps()
-        if not resume:
-            if existing:
-                raise UserError(f"{self.folder.root} already holds a run of {self.config.name}: use --resume to "
-                                f"continue it, or another name or output folder")
-            fileio.write_json(self.folder.config, self.config.to_json())
-            return 0
-        latest = self.folder.latest_state()
-        if latest is None:
-            raise UserError(f"nothing to resume in {self.folder.root}: no saved training state")
-        saved = TrainConfig.from_json(fileio.read_json(self.folder.config))
-        if saved.resume_key() != self.config.resume_key():
-            raise UserError("cannot resume: the run was started with other training settings "
-                            f"({saved.describe()})")
-        fileio.write_json(self.folder.config, self.config.to_json())  # a longer --steps is allowed
-        return latest[0]
+        """Check the run folder, record the config, and return the step to continue from (0 for a new run)."""
+        start_step = check_run_folder(self.config, self.folder.root, resume)
+        fileio.write_json(self.folder.config, self.config.to_json())  # on resume: a longer --steps is allowed
+        return start_step
 
     def _restore(self, step: int) -> None:
         state = load_state(self.folder.state(step))
