@@ -25,7 +25,15 @@ from .ops import (
     tag_stats,
     unique_tags,
 )
-from .store import CaptionChange, CaptionStore, EditResult, UndoResult, decode_caption, read_caption
+from .store import (
+    CaptionChange,
+    CaptionStore,
+    EditResult,
+    UndoResult,
+    caption_file,
+    decode_caption,
+    read_caption,
+)
 
 __all__ = [
     "Append",
@@ -44,6 +52,7 @@ __all__ = [
     "TagEdit",
     "UndoResult",
     "apply_edit",
+    "caption_file",
     "decode_caption",
     "format_caption",
     "parse_caption",

@@ -35,6 +35,11 @@ ImageRef = str | os.PathLike
 """An image of the dataset: an absolute path, or a path relative to the dataset folder."""
 
 
+def caption_file(image: str | os.PathLike) -> Path:
+    """Where an image's caption lives: ``<stem>.txt`` beside it (what the WebUI's ``[filewords]`` reads)."""
+    return Path(image).with_suffix(CAPTION_SUFFIX)
+
+
 def decode_caption(data: bytes, name: str) -> str:
     """Caption text from file bytes: UTF-8 with or without BOM, or UTF-16 (Windows Notepad's "Unicode"), recognised
     by its BOM or by NUL bytes, which UTF-8 text never contains."""
@@ -129,7 +134,7 @@ class CaptionStore:
         return list(self._images)
 
     def caption_path(self, image: ImageRef) -> Path:
-        return self._image(image).with_suffix(CAPTION_SUFFIX)
+        return caption_file(self._image(image))
 
     def get(self, image: ImageRef) -> str:
         """The caption text of ``image`` exactly as stored ("" when it has none)."""
@@ -158,7 +163,7 @@ class CaptionStore:
         ``text`` is normalised (tags trimmed, ``", "``-joined); nothing is written if the tags are unchanged.
         """
         image = self._image(image)
-        path = image.with_suffix(CAPTION_SUFFIX)
+        path = caption_file(image)
         raw = _read_bytes(path)
         before = tuple(parse_caption("" if raw is None else decode_caption(raw, path.name)))
         after = tuple(parse_caption(text))
@@ -220,7 +225,7 @@ class CaptionStore:
         by_path: dict[Path, _Caption] = {}
         snapshot = {}
         for image in self._images:
-            path = image.with_suffix(CAPTION_SUFFIX)
+            path = caption_file(image)
             if path not in by_path:
                 raw = _read_bytes(path)
                 text = "" if raw is None else decode_caption(raw, path.name)

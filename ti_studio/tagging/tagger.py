@@ -27,7 +27,7 @@ from ..images import ImageError, list_photos, open_photo
 from ..onnx_session import OnnxModel, load_model
 from .labels import Labels, load_labels
 from .models import DEFAULT_MODEL, ModelFiles, resolve_model
-from ..captions import read_caption
+from ..captions import caption_file, read_caption
 from .postprocess import Prediction, TagOptions, WriteMode, merge_caption, select_tags
 from .preprocess import InputSpec, input_spec, prepare_image
 
@@ -292,11 +292,6 @@ class _CaptionWriter:
             self.pool.shutdown(wait=True)
 
 
-def caption_path(photo: Path) -> Path:
-    """Where a photo's caption lives: ``<stem>.txt`` beside it (what A1111's ``[filewords]`` reads)."""
-    return photo.with_suffix(".txt")
-
-
 def _plan(photos: list[Path], mode: WriteMode) -> Iterator[tuple[Path, str | None]]:
     """Each photo with a reason to skip it, or ``None`` to tag it.
 
@@ -306,7 +301,7 @@ def _plan(photos: list[Path], mode: WriteMode) -> Iterator[tuple[Path, str | Non
     """
     owners: dict[Path, Path] = {}
     for photo in photos:
-        target = caption_path(photo)
+        target = caption_file(photo)
         if target in owners:
             yield photo, f"{target.name} is already the caption of {owners[target].name}"
             continue
@@ -325,7 +320,7 @@ def _has_text(caption: Path) -> bool:
 
 
 def _caption(photo: Path, prediction: Prediction, config: TagConfig) -> TaggedImage:
-    target = caption_path(photo)
+    target = caption_file(photo)
     existing = read_caption(target) if config.mode in ("append", "prepend") else None
     text = merge_caption(prediction.tags, existing, config.mode)
     if config.write:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..captions import read_caption
+from ..captions import caption_file, read_caption
 from ..errors import UserError
 from ..images import ImageError, list_photos, open_photo
 from .backend import TrainingBackend
@@ -44,11 +44,11 @@ def load_training_images(dataset_dir: str | Path, needs_captions: bool) -> list[
     paths = list_photos(folder)
     if not paths:
         raise UserError(f"no training images in {folder}")
-    missing = [p.name for p in paths if needs_captions and not p.with_suffix(".txt").is_file()]
+    missing = [p.name for p in paths if needs_captions and not caption_file(p).is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise UserError(f"{len(missing)} image(s) have no caption .txt but the template uses [filewords]: {shown}")
-    return [TrainingImage(path=p, caption=read_caption(p.with_suffix(".txt")).strip()) for p in paths]
+    return [TrainingImage(path=p, caption=read_caption(caption_file(p)).strip()) for p in paths]
 
 
 def _pixels(item: TrainingImage, size: int) -> torch.Tensor:
