@@ -121,12 +121,19 @@ def test_one_crop_per_face_and_centre_crop_fallback(tmp_path, mtcnn):
     assert coffee.box == CropBox(left=100, top=0, side=400)
 
 
-def test_manual_adjustment_is_re_exported_and_survives_a_new_run(tmp_path, mtcnn):
+@pytest.fixture
+def one_crop(tmp_path, mtcnn):
+    """``photos/a.png`` (the astronaut) cropped into ``out/a.png``; returns (photo folder, dataset folder)."""
     src = tmp_path / "photos"
     src.mkdir()
     photos.astronaut().save(src / "a.png")
     out = tmp_path / "out"
     crop_folder(src, out, CropConfig(), detector=mtcnn)
+    return src, out
+
+
+def test_manual_adjustment_is_re_exported_and_survives_a_new_run(one_crop, mtcnn):
+    src, out = one_crop
     auto = records.load_record(out, "a.png")
 
     manual = CropBox(left=0, top=0, side=512)
@@ -146,24 +153,17 @@ def test_manual_adjustment_is_re_exported_and_survives_a_new_run(tmp_path, mtcnn
         assert crop.size == (768, 768)
 
 
-def test_recrop_explains_a_moved_original(tmp_path, mtcnn):
-    src = tmp_path / "photos"
-    src.mkdir()
-    photos.astronaut().save(src / "a.png")
-    crop_folder(src, tmp_path / "out", CropConfig(), detector=mtcnn)
+def test_recrop_explains_a_moved_original(one_crop):
+    src, out = one_crop
     (src / "a.png").unlink()
     with pytest.raises(UserError, match="no longer at"):
-        recrop(tmp_path / "out", "a.png", size=256)
+        recrop(out, "a.png", size=256)
     with pytest.raises(UserError, match="no crop parameters"):
-        recrop(tmp_path / "out", "other.png")
+        recrop(out, "other.png")
 
 
-def test_recrop_notices_a_changed_original(tmp_path, mtcnn):
-    src = tmp_path / "photos"
-    src.mkdir()
-    photos.astronaut().save(src / "a.png")
-    out = tmp_path / "out"
-    crop_folder(src, out, CropConfig(), detector=mtcnn)
+def test_recrop_notices_a_changed_original(one_crop):
+    src, out = one_crop
     photos.astronaut().rotate(5).save(src / "a.png")  # edited in place, same size
     record = recrop(out, "a.png", size=256)
     assert record.warnings[-1] == "the original photo was modified since it was cropped: check the crop"
@@ -173,12 +173,8 @@ def test_recrop_notices_a_changed_original(tmp_path, mtcnn):
         recrop(out, "a.png")
 
 
-def test_a_failed_write_leaves_the_previous_crop_whole(tmp_path, mtcnn, monkeypatch):
-    src = tmp_path / "photos"
-    src.mkdir()
-    photos.astronaut().save(src / "a.png")
-    out = tmp_path / "out"
-    crop_folder(src, out, CropConfig(), detector=mtcnn)
+def test_a_failed_write_leaves_the_previous_crop_whole(one_crop, monkeypatch):
+    _, out = one_crop
     before = (out / "a.png").read_bytes()
 
     def crash(self, fp, format=None, **params):
