@@ -16,7 +16,7 @@ from . import __version__
 from .errors import UserError
 
 #: Subcommand modules under ``ti_studio.commands``, in the order the product's stages run.
-COMMANDS = ("crop", "tag", "captions", "train", "compare")
+COMMANDS = ("crop", "tag", "captions", "train", "compare", "app")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,7 @@ class TagConfig:
     fast_decode: bool = False
     write: bool = True
     cache_dir: str | None = None
+    endpoint: str | None = None  # a Hub mirror (WebUI setting); None = HF_ENDPOINT or huggingface.co
 
 
 @dataclass(frozen=True)
@@ -154,12 +155,13 @@ class Tagger:
 _LOADED: dict[tuple[str, str], Tagger] = {}
 
 
-def load_tagger(model: str = DEFAULT_MODEL, device: str = "auto", cache_dir: str | None = None) -> Tagger:
+def load_tagger(model: str = DEFAULT_MODEL, device: str = "auto", cache_dir: str | None = None,
+                endpoint: str | None = None) -> Tagger:
     """The tagger for ``model`` on ``device``, loaded once per process (keyed by the model file's path).
 
     Downloads happen here, the first time; later calls reuse the cached files and session.
     """
-    files = resolve_model(model, cache_dir=cache_dir)
+    files = resolve_model(model, cache_dir=cache_dir, endpoint=endpoint)
     key = (os.fspath(files.model), device)
     if key not in _LOADED:
         _LOADED[key] = Tagger(files, device=device)
@@ -187,7 +189,7 @@ def tag_folder(
     photos = list_photos(root, recursive=config.recursive)
     if not photos:
         raise UserError(f"no photos in {root}" + ("" if config.recursive else " (subfolders need --recursive)"))
-    tagger = load_tagger(config.model, config.device, config.cache_dir)
+    tagger = load_tagger(config.model, config.device, config.cache_dir, config.endpoint)
     run = TagRun(model=tagger.files.source, provider=tagger.provider, notice=tagger.onnx.notice)
     report(f"model {run.model}, running on {tagger.onnx.device}")
     if run.notice:

@@ -20,7 +20,28 @@ def register() -> None:
     """Register TI Studio's host callbacks (``scripts/ti_studio.py`` calls this at every script load)."""
     from modules import script_callbacks
 
+    script_callbacks.on_ui_settings(on_ui_settings, name=CALLBACK_NAME)
+    script_callbacks.on_ui_tabs(on_ui_tabs, name=CALLBACK_NAME)
     script_callbacks.on_app_started(on_app_started, name=CALLBACK_NAME)
+
+
+def on_ui_settings() -> None:
+    """Add the TI Studio section to Settings (projects folder, face detector, tagger model, download mirror)."""
+    from .settings import register_settings
+
+    register_settings()
+
+
+def on_ui_tabs() -> list[tuple[Any, str, str]]:
+    """Build the TI Studio tab (the host renders it as ``#tab_ti_studio``, in ``opts.ui_tab_order``)."""
+    import gradio as gr
+
+    from ..ui.tab import build_tab
+    from .ui_host import WebuiHost
+
+    with gr.Blocks(analytics_enabled=False) as tab:
+        build_tab(WebuiHost())
+    return [(tab, "TI Studio", "ti_studio")]
 
 
 def on_app_started(demo: Any, app: Any) -> None:

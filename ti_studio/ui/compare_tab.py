@@ -1,0 +1,121 @@
+"""Compare: choose snapshots of a run and send txt2img an X/Y/Z plot of them against prompt variations.
+
+The preset is an infotext (``ti_studio.compare.xyz``): WebUI's own "paste parameters" fills txt2img and the X/Y/Z
+script from it, so the user only presses Generate. The snapshots are copied under their comparison names (padded
+steps, so no name is part of another: Prompt S/R replaces substrings) into ``<project>/compare/<run>/``, which the
+host then loads as an embeddings folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..compare.snapshots import Snapshot, choose, export, load_run
+from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
+from ..errors import UserError
+from ..project import Project
+from .common import ProjectPicker, StageView
+from .host import Host
+from .messages import guarded, info_html
+
+DEFAULT_PROMPT = "a photo of [name], [y]"
+
+
+def build(host: Host, picker: ProjectPicker) -> StageView:
+    with gr.Row():
+        run = gr.Dropdown([], label="Training run", elem_id="ti_studio_compare_run", scale=2)
+        refresh = gr.Button("Refresh", elem_id="ti_studio_compare_refresh", elem_classes=["tool"], scale=0, min_width=80)
+    snapshots = gr.CheckboxGroup(label="Snapshots to compare (X axis)", elem_id="ti_studio_compare_snapshots")
+    with gr.Row():
+        y_values = gr.Textbox(", ".join(DEFAULT_Y_VALUES), label="Y values (prompt variations, comma-separated)",
+                              elem_id="ti_studio_compare_y", scale=2)
+        prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", info="[name]: each snapshot; [y]: each Y value",
+                            elem_id="ti_studio_compare_prompt", scale=2)
+        negative = gr.Textbox("", label="Negative prompt", elem_id="ti_studio_compare_negative", scale=2)
+        seed = gr.Number(1, precision=0, label="Seed", elem_id="ti_studio_compare_seed", scale=1)
+    infotext = gr.Textbox(label="txt2img preset", lines=4, elem_id="ti_studio_compare_infotext",
+                          info="what Send to txt2img pastes; in other WebUIs paste it into the prompt box and press "
+                               "the ↙ button under Generate")
+    with gr.Row():
+        build_button = gr.Button("Build preset", elem_id="ti_studio_compare_build")
+        if host.kind == "webui":
+            send = gr.Button("Send to txt2img", variant="primary", elem_id="ti_studio_compare_send")
+        export_folder = gr.Textbox(label="Export the chosen snapshots to a folder", placeholder="e.g. an embeddings "
+                                   "folder", elem_id="ti_studio_compare_export_folder", scale=2)
+        export_button = gr.Button("Export", elem_id="ti_studio_compare_export")
+    status = gr.HTML(elem_id="ti_studio_compare_status")
+
+    def chosen(project: Project, run_name: str, steps: list[str]) -> tuple[str, list[Snapshot]]:
+        if not run_name:
+            raise UserError("this project has no training run yet: train one in the Train tab")
+        config, available = load_run(project.run_dir(run_name))
+        if not steps:
+            raise UserError("tick at least one snapshot")
+        return config.name, choose(available, steps=[int(step) for step in steps])
+
+    @guarded(3)
+    def show_runs(project_name: str) -> list:
+        names = picker.project(project_name).run_names()
+        return [gr.update(choices=names, value=names[0] if names else None), *show_snapshots(project_name,
+                                                                                              names[0] if names else "")]
+
+    def show_snapshots(project_name: str, run_name: str) -> list:
+        if not run_name:
+            return [gr.update(choices=[], value=[]), ""]
+        _, available = load_run(picker.project(project_name).run_dir(run_name))
+        choices = [(_label(snapshot), str(snapshot.step)) for snapshot in available]
+        picked = [str(snapshot.step) for snapshot in choose(available)]
+        return [gr.update(choices=choices, value=picked),
+                info_html(f"{len(available)} snapshots; ticked: evenly spread ones, the last and the lowest "
+                          "fixed-noise loss.")]
+
+    @guarded(2)
+    def preset(project_name: str, run_name: str, steps: list[str], y_text: str, prompt_text: str,
+               negative_text: str, seed_value: float) -> list:
+        project = picker.project(project_name)
+        _, picked = chosen(project, run_name, steps)
+        y = [value.strip() for value in y_text.split(",") if value.strip()]
+        text = XyzPreset(names=[s.compare_name for s in picked], y_values=y, prompt_template=prompt_text.strip(),
+                         negative_prompt=negative_text.strip(), seed=int(seed_value or 0)).infotext()
+        return [text, info_html(f"Preset for {len(picked)} snapshots x {max(len(y), 1)} prompts.")]
+
+    @guarded(1)
+    def register(project_name: str, run_name: str, steps: list[str]) -> str:
+        project = picker.project(project_name)
+        _, picked = chosen(project, run_name, steps)
+        folder = project.root / "compare" / run_name
+        export(picked, folder)
+        return info_html(host.register_snapshots(folder))
+
+    @guarded(1)
+    def export_to(project_name: str, run_name: str, steps: list[str], folder: str) -> str:
+        if not folder.strip():
+            raise UserError("type the folder to export to")
+        _, picked = chosen(picker.project(project_name), run_name, steps)
+        written = export(picked, Path(folder.strip()).expanduser())
+        return info_html(f"Exported {len(written)} snapshots to {folder.strip()}.")
+
+    preset_inputs = [picker.dropdown, run, snapshots, y_values, prompt, negative, seed]
+    refresh.click(fn=show_runs, inputs=[picker.dropdown], outputs=[run, snapshots, status])
+    run.change(fn=guarded(2)(show_snapshots), inputs=[picker.dropdown, run], outputs=[snapshots, status])
+    build_button.click(fn=preset, inputs=preset_inputs, outputs=[infotext, status])
+    for component in (snapshots, y_values, prompt, negative, seed):
+        component.change(fn=preset, inputs=preset_inputs, outputs=[infotext, status])
+    if host.kind == "webui":
+        host.connect_send_to_txt2img(send, infotext)
+        send.click(fn=register, inputs=[picker.dropdown, run, snapshots], outputs=[status])
+    export_button.click(fn=export_to, inputs=[picker.dropdown, run, snapshots, export_folder], outputs=[status])
+    return StageView(show_runs, [run, snapshots, status])
+
+
+def _label(snapshot: Snapshot) -> str:
+    parts = [snapshot.compare_name]
+    if snapshot.loss is not None:
+        parts.append(f"loss {snapshot.loss:.4f}")
+    if snapshot.fixed_loss is not None:
+        parts.append(f"fixed-noise loss {snapshot.fixed_loss:.4f}")
+    if snapshot.norm is not None:
+        parts.append(f"norm {snapshot.norm:.3f}")
+    return " · ".join(parts)
