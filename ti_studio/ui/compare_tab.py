@@ -36,8 +36,8 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         negative = gr.Textbox("", label="Negative prompt", elem_id="ti_studio_compare_negative", scale=2)
         seed = gr.Number(1, precision=0, label="Seed", elem_id="ti_studio_compare_seed", scale=1)
     infotext = gr.Textbox(label="txt2img preset", lines=4, elem_id="ti_studio_compare_infotext",
-                          info="what Send to txt2img pastes; in other WebUIs paste it into the prompt box and press "
-                               "the ↙ button under Generate")
+                          info="what Send to txt2img pastes; elsewhere, paste it into txt2img's prompt box and press "
+                               "Read generation parameters under Generate")
     with gr.Row():
         build_button = gr.Button("Build preset", elem_id="ti_studio_compare_build")
         if host.kind == "webui":
