@@ -43,8 +43,9 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
             model = gr.Textbox(value=host.model_label(), label="Model",
                                info="diffusers folder, .safetensors/.ckpt file or Hub repo id",
                                elem_id="ti_studio_train_model", scale=3)
+        # In WebUI the weights are the host's, shared with txt2img: training uses their precision as they are.
         precision = gr.Dropdown(["auto", "fp32", "fp16", "bf16"], value="auto", label="Precision",
-                                elem_id="ti_studio_train_precision", scale=1)
+                                visible=host.kind != "webui", elem_id="ti_studio_train_precision", scale=1)
     with gr.Row():
         form["name"] = gr.Textbox(label="Embedding name", info="the word you will type in prompts; default: the "
                                   "project's name", elem_id="ti_studio_train_name")

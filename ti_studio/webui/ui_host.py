@@ -74,11 +74,13 @@ class WebuiHost:
         return getattr(info, "title", "") or "no checkpoint loaded"
 
     def load_backend(self, model: str, precision: str) -> TrainingBackend:
+        """The host's loaded checkpoint (``model`` is unused: the user picks the checkpoint at the top of WebUI)."""
         from .sd_model_backend import load_sd_model_backend
 
         return load_sd_model_backend(precision)
 
     def release_backend(self, backend: TrainingBackend) -> None:
+        """Unfreeze, restore the host's optimizations and VAE placement, unregister the temporary embedding."""
         backend.close()
 
     def embedding_names(self) -> set[str]:
