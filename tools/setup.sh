@@ -12,3 +12,22 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # Tests build a tiny Stable Diffusion with the real CLIP tokenizer: its BPE merges ship in open_clip_torch (a host
 # pin). Only that data file is read; the package is never imported, so its dependencies are not needed.
 "${pip[@]}" --no-deps open_clip_torch==2.20.0 2> >(grep -v "^WARNING: Location" >&2)
+# Browser tests drive Debian's Chromium through Playwright (never `playwright install`: its browser download is not a
+# package registry, and CI cannot reach it). Without /usr/bin/chromium they skip, naming the missing browser.
+if [ ! -x /usr/bin/chromium ]; then
+    as_root=()
+    can_install=yes
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root=(sudo -n); else can_install=no; fi
+    fi
+    command -v apt-get >/dev/null || can_install=no
+    if [ "$can_install" = no ]; then
+        echo "note: /usr/bin/chromium is missing and cannot be installed here (needs apt-get and root or sudo);" \
+            "browser tests will be skipped. Install Debian's 'chromium' package to run them." >&2
+    # No recommends: they bring desktop services (avahi, cups) that a headless test browser never uses.
+    elif ! { "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+            >/dev/null; }; then
+        echo "note: installing Debian's 'chromium' failed; browser tests will be skipped." >&2
+    fi
+fi
