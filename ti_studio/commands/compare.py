@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..compare.snapshots import choose, export, load_run
-from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
+from ..compare.comparison import compare_run
+from ..compare.xyz import DEFAULT_Y_VALUES
 from ..errors import UserError
 
 
@@ -31,26 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_compare(args: argparse.Namespace, _report) -> dict:
     """stdout carries exactly the preset (ready to pipe or paste), so every note goes to stderr."""
-    config, snapshots = load_run(args.run_dir)
-    chosen = choose(snapshots, _steps(args.steps))
-    size = config.size or 512
-    preset = XyzPreset(names=[s.compare_name for s in chosen], y_values=_values(args.y),
-                       prompt_template=args.prompt, negative_prompt=args.negative, seed=args.seed,
-                       width=size, height=size)
-    exported = [str(path) for path in export(chosen, args.export)] if args.export else []
-    if exported:
-        print(f"copied {len(exported)} snapshots into {args.export}", file=sys.stderr)
-    for snapshot in chosen:
+    comparison = compare_run(args.run_dir, steps=_steps(args.steps), y_values=args.y.split(","),
+                             prompt_template=args.prompt, negative_prompt=args.negative, seed=args.seed,
+                             export_to=args.export)
+    if comparison.exported:
+        print(f"copied {len(comparison.exported)} snapshots into {args.export}", file=sys.stderr)
+    for snapshot in comparison.snapshots:
         fixed = f"{snapshot.fixed_loss:.4f}" if snapshot.fixed_loss is not None else "-"
         norm = f"{snapshot.norm:.3f}" if snapshot.norm is not None else "-"
         print(f"{snapshot.compare_name}: step {snapshot.step}, fixed-noise loss {fixed}, norm {norm}",
               file=sys.stderr)
-    infotext = preset.infotext()
     if not args.json:
-        print(infotext)  # the preset itself is the command's output (in the summary under --json)
-    return {"infotext": infotext, "exported": exported,
-            "snapshots": [{"name": s.compare_name, "step": s.step, "file": str(s.path), "loss": s.loss,
-                           "fixed_loss": s.fixed_loss, "norm": s.norm} for s in chosen]}
+        print(comparison.infotext)  # the preset itself is the command's output (in the summary under --json)
+    return comparison.to_json()
 
 
 def _steps(text: str | None) -> list[int] | None:
@@ -60,7 +53,3 @@ def _steps(text: str | None) -> list[int] | None:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--steps must be whole numbers separated by commas, got {text!r}") from None
-
-
-def _values(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,4 +1,4 @@
-"""HTTP routes for the dataset stages under ``/ti-studio/v1/``: crop, recrop, tag and the caption editor.
+"""HTTP routes under ``/ti-studio/v1/``: crop, recrop, tag, the caption editor, training jobs and compare.
 
 Each route calls the same core function as the CLI, so a route's JSON is the CLI's ``--json`` summary. Paths in
 requests are the user's local paths, read and written as the user running the WebUI: the host's own API has the
@@ -8,15 +8,21 @@ Errors: :class:`UserError` (bad input the user can fix: a missing folder, a bad 
 ``{"detail": message}``; a body that does not fit the schema answers FastAPI's 422, as the host's API does;
 anything else propagates to the host, which logs it and answers 500.
 
-Runs are synchronous: a crop or tag request answers when the whole folder is done, like the host's own
-``/sdapi/v1/train/embedding``. The handlers are plain ``def``, so FastAPI runs them in its thread pool and the
-server keeps answering meanwhile. Progress and interrupt come with the async job API of the tab.
+Crop and tag are synchronous: a request answers when the whole folder is done. The handlers are plain ``def``, so
+FastAPI runs them in its thread pool and the server keeps answering meanwhile. Training runs for hours, so unlike
+the host's synchronous ``/sdapi/v1/train/embedding`` it is a job (:mod:`ti_studio.training.jobs`): ``POST train``
+checks the request and answers 202 with an id at once (a bad request is a 400 and starts nothing), ``GET
+train/{id}`` reports progress, ``POST train/{id}/interrupt`` stops it with a resumable snapshot; an unknown id
+is a 404.
 
-This module imports no host code: the host's credentials and GPU lock are passed to :func:`create_router`.
+This module imports no host code: the host's credentials, GPU lock and training jobs are passed to
+:func:`create_router`.
 """
 
+import dataclasses
 import threading
 from contextlib import AbstractContextManager
+from pathlib import Path
 from secrets import compare_digest
 from typing import Callable, Literal, Mapping, Optional
 
@@ -27,12 +33,16 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, validator
 
 from ..captions import Append, CaptionStore, Chain, Dedupe, Prepend, Remove, Replace, Sort, TagEdit
+from ..compare.comparison import compare_run
+from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
 from ..crop.cropper import CropConfig, crop_folder, recrop
 from ..crop.detectors import DETECTORS
 from ..crop.framing import FACE_FRACTIONS, CropBox, FramingConfig
 from ..errors import UserError
 from ..tagging.postprocess import TagOptions, WriteMode
 from ..tagging.tagger import TagConfig, tag_folder
+from ..training.config import LatentSampling, NormControl, OutputFormat, Precision, TrainConfig
+from ..training.jobs import JobState, TrainJobRequest, TrainJobs, TrainJobStatus, UnknownJobError
 
 PREFIX = "/ti-studio/v1"
 
@@ -205,13 +215,105 @@ class UndoResponse(BaseModel):
     kept_backup: Optional[str]
 
 
+class TrainRequest(BaseModel):
+    """``POST train``: train the embedding ``name`` on ``dataset``; the run folder is ``run_dir`` (snapshots in
+    ``run_dir/embeddings/NAME-STEP.*``). ``model``: what to train on where the server loads models itself (the
+    WebUI trains on its loaded model and ignores it). The other fields are :class:`TrainConfig`'s, which checks
+    them (a bad value is a 400 naming the setting)."""
+
+    dataset: str
+    run_dir: str
+    model: str = ""
+    precision: Precision = TrainConfig.precision
+    resume: bool = False
+    name: str
+    vectors: int = TrainConfig.vectors
+    init_text: str = TrainConfig.init_text
+    learning_rate: str = TrainConfig.learning_rate
+    steps: int = TrainConfig.steps
+    batch_size: int = TrainConfig.batch_size
+    grad_accum: int = TrainConfig.grad_accum
+    size: Optional[int] = TrainConfig.size
+    template: str = TrainConfig.template
+    save_every: int = TrainConfig.save_every
+    preview_every: int = TrainConfig.preview_every
+    preview_prompt: str = TrainConfig.preview_prompt
+    shuffle_tags: bool = TrainConfig.shuffle_tags
+    tag_dropout: float = TrainConfig.tag_dropout
+    latent_sampling: LatentSampling = TrainConfig.latent_sampling
+    flip: bool = TrainConfig.flip
+    seed: int = TrainConfig.seed
+    norm_control: NormControl = TrainConfig.norm_control
+    output_format: OutputFormat = TrainConfig.output_format
+
+
+#: The request fields that are :class:`TrainConfig` settings (the rest say where and on what to train).
+_CONFIG_FIELDS = {field.name for field in dataclasses.fields(TrainConfig)} & set(TrainRequest.__fields__)
+
+
+class TrainStarted(BaseModel):
+    id: str
+
+
+class TrainStatusResponse(BaseModel):
+    """A job's status (:class:`ti_studio.training.jobs.TrainJobStatus`); times are seconds since the epoch."""
+
+    id: str
+    state: JobState
+    step: int
+    total_steps: int
+    run_dir: str
+    message: str
+    loss: Optional[float]
+    learning_rate: Optional[float]
+    norm: Optional[float]
+    fixed_loss: Optional[float]
+    snapshots: list[str]
+    last_snapshot: Optional[str]
+    started: Optional[float]
+    ended: Optional[float]
+
+
+class CompareRequest(BaseModel):
+    """``POST compare``: the txt2img X/Y/Z preset over the snapshots of the run folder ``run_dir`` at ``steps``
+    (default: spread over the run, plus the best), against the prompt variations ``y_values`` ([] for none).
+    ``export_to``: copy the chosen snapshots there (the WebUI's embeddings folder) under their comparison names."""
+
+    run_dir: str
+    steps: Optional[list[int]] = None
+    y_values: list[str] = list(DEFAULT_Y_VALUES)
+    prompt_template: str = XyzPreset.prompt_template
+    negative_prompt: str = ""
+    seed: int = XyzPreset.seed
+    export_to: Optional[str] = None
+
+
+class ComparedSnapshot(BaseModel):
+    name: str  # the comparison name the preset uses
+    step: int
+    file: str
+    loss: Optional[float]
+    fixed_loss: Optional[float]
+    norm: Optional[float]
+
+
+class CompareResponse(BaseModel):
+    """The comparison (:meth:`ti_studio.compare.comparison.Comparison.to_json`)."""
+
+    infotext: str
+    snapshots: list[ComparedSnapshot]
+    exported: list[str]
+
+
 # --- the router -------------------------------------------------------------------------------------------------
 
 
-def create_router(credentials: Optional[Mapping[str, str]], gpu_lock: AbstractContextManager) -> APIRouter:
+def create_router(credentials: Optional[Mapping[str, str]], gpu_lock: AbstractContextManager,
+                  jobs: Optional[TrainJobs] = None) -> APIRouter:
     """The routes, behind HTTP Basic auth when ``credentials`` (user -> password) are given.
 
-    ``gpu_lock`` is held while tagging, which may run on the GPU (the host passes its ``queue_lock``).
+    ``gpu_lock`` is held while tagging, which may run on the GPU (the host passes its ``queue_lock``). The training
+    routes exist only with ``jobs``, which knows how to load the model to train on (and holds its own GPU lock).
     """
     dependencies = [Depends(basic_auth(credentials))] if credentials else []
     router = APIRouter(prefix=PREFIX, tags=["TI Studio"], dependencies=dependencies, route_class=_UserErrorRoute)
@@ -260,7 +362,32 @@ def create_router(credentials: Optional[Mapping[str, str]], gpu_lock: AbstractCo
             "kept_backup": str(result.kept_backup) if result.kept_backup else None,
         }
 
+    @router.post("/compare", response_model=CompareResponse)
+    def compare(request: CompareRequest) -> dict:
+        return compare_run(request.run_dir, steps=request.steps, y_values=request.y_values,
+                           prompt_template=request.prompt_template, negative_prompt=request.negative_prompt,
+                           seed=request.seed, export_to=request.export_to).to_json()
+
+    if jobs is not None:
+        _add_training_routes(router, jobs)
     return router
+
+
+def _add_training_routes(router: APIRouter, jobs: TrainJobs) -> None:
+    @router.post("/train", status_code=202, response_model=TrainStarted)
+    def start_training(request: TrainRequest) -> dict:
+        """Check the request and start the run in the background; poll ``GET train/{id}``."""
+        return {"id": jobs.start(_train_job_request(request))}
+
+    @router.get("/train/{job_id}", response_model=TrainStatusResponse)
+    def training_status(job_id: str) -> dict:
+        return _known_job(jobs.status, job_id).to_json()
+
+    @router.post("/train/{job_id}/interrupt", response_model=TrainStatusResponse)
+    def interrupt_training(job_id: str) -> dict:
+        """Stop after the current step, saving a resumable snapshot; answers the status (still running until the
+        step ends: poll for ``interrupted``)."""
+        return _known_job(jobs.interrupt, job_id).to_json()
 
 
 def basic_auth(credentials: Mapping[str, str]) -> Callable[..., None]:
@@ -315,6 +442,20 @@ def _tag_config(request: TagRequest) -> TagConfig:
         exclude=tuple(tag.strip() for tag in request.exclude if tag.strip()),
     )
     return TagConfig(model=request.model, options=options, mode=request.mode, batch_size=request.batch)
+
+
+def _train_job_request(request: TrainRequest) -> TrainJobRequest:
+    config = TrainConfig(**request.dict(include=_CONFIG_FIELDS))
+    return TrainJobRequest(config=config, dataset=Path(request.dataset), run_dir=Path(request.run_dir),
+                           model=request.model, resume=request.resume)
+
+
+def _known_job(lookup: Callable[[str], TrainJobStatus], job_id: str) -> TrainJobStatus:
+    """``lookup(job_id)``, with an unknown id answered 404 (it names no resource) rather than 400."""
+    try:
+        return lookup(job_id)
+    except UnknownJobError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
 
 
 def _caption_edit(request: CaptionEditRequest) -> TagEdit:
