@@ -73,9 +73,11 @@ def create_app(blocks: Any, host: StandaloneHost | None = None) -> Any:
 
 def _add_http_routes(app: Any, host: StandaloneHost) -> None:
     """The same ``/ti-studio/v1/`` routes WebUI serves under ``--api``: the app is local, so no credentials."""
+    from .training.jobs import TrainJobs
     from .webui.routes import create_router
 
-    app.include_router(create_router(credentials=None, gpu_lock=host.gpu_lock))
+    jobs = TrainJobs(load_backend=host.load_backend, release_backend=host.release_backend, gpu_lock=host.gpu_lock)
+    app.include_router(create_router(credentials=None, gpu_lock=host.gpu_lock, jobs=jobs))
 
 
 def serve(model: str, port: int, projects_root: Path, device: str = "auto") -> None:

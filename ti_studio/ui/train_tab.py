@@ -76,7 +76,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
                                             elem_id="ti_studio_train_preview_prompt", scale=2)
         form["shuffle_tags"] = gr.Checkbox(value=_DEFAULTS["shuffle_tags"], label="Shuffle tags",
                                            elem_id="ti_studio_train_shuffle")
-    with gr.Accordion("Advanced", open=False):
+    with gr.Accordion("Advanced", open=False, elem_id="ti_studio_train_advanced"):
         with gr.Row():
             form["tag_dropout"] = gr.Slider(0, 0.9, value=_DEFAULTS["tag_dropout"], step=0.05, label="Tag dropout",
                                             elem_id="ti_studio_train_dropout")

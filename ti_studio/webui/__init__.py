@@ -49,9 +49,14 @@ def on_app_started(demo: Any, app: Any) -> None:
 
     The routes follow the host API's own trust model: they exist only when the host's API is on (``--api`` or
     ``--nowebui``), because they read and write any local path; with ``--api-auth`` they take the same credentials.
+    Training jobs run on the host's loaded model, under its GPU queue lock like the tab's.
     """
+    from ..training.jobs import TrainJobs
     from .host import api_credentials, api_enabled, gpu_lock
     from .routes import create_router
+    from .ui_host import WebuiHost
 
     if api_enabled():
-        app.include_router(create_router(credentials=api_credentials(), gpu_lock=gpu_lock()))
+        host = WebuiHost()
+        jobs = TrainJobs(load_backend=host.load_backend, release_backend=host.release_backend, gpu_lock=gpu_lock())
+        app.include_router(create_router(credentials=api_credentials(), gpu_lock=gpu_lock(), jobs=jobs))
