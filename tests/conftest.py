@@ -3,9 +3,19 @@
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Tiny models with random weights produce subnormal floats, which slow CPU arithmetic about tenfold.
 torch.set_flush_denormal(True)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """The tiny SD1 and SD2-v diffusers models (``tiny_sd.py``), built once per session: tests only read them."""
+    from tiny_sd import build_tiny_sd
+
+    root = tmp_path_factory.mktemp("tiny_sd")
+    return {kind: build_tiny_sd(root / kind, kind) for kind in ("sd1", "sd2-v")}

@@ -163,3 +163,27 @@ def iou(a: Box, b: Box) -> float:
     h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     common = max(0.0, w) * max(0.0, h)
     return common / (a[2] * a[3] + b[2] * b[3] - common)
+
+
+#: Captions of :func:`face_dataset`'s four crops.
+FACE_CAPTIONS = ("1girl, short hair, smile", "1girl, spacesuit, flag", "1girl, smile, looking at viewer",
+                 "1girl, brown hair, upper body")
+
+
+def face_dataset(folder: Path) -> Path:
+    """Four overlapping 362 px crops of the astronaut, each with a different caption: a small training set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    face = astronaut()
+    for index, (left, top) in enumerate([(0, 0), (100, 0), (50, 50), (150, 100)]):
+        face.crop((left, top, left + 362, top + 362)).save(folder / f"{index}.png")
+        (folder / f"{index}.txt").write_text(FACE_CAPTIONS[index], encoding="utf-8")
+    return folder
+
+
+def two_image_dataset(folder: Path) -> Path:
+    """Two 400 px crops of the astronaut captioned "1girl, smile": the smallest set a run accepts quickly."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(2):
+        astronaut().crop((index * 50, 0, index * 50 + 400, 400)).save(folder / f"{index}.png")
+        (folder / f"{index}.txt").write_text("1girl, smile", encoding="utf-8")
+    return folder

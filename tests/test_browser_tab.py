@@ -17,14 +17,13 @@ import pytest
 import photos
 from browser import REPO_ROOT, free_port, running_server, screenshot
 from tagger_model import build_model_folder
-from tiny_sd import build_tiny_sd
 
 pytest_plugins = ["browser"]
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("tab")
     source = root / "photos"
     source.mkdir()
@@ -33,7 +32,7 @@ def world(tmp_path_factory):
     photos.two_faces()[0].save(source / "two.jpg")
     photos.coffee().save(source / "coffee.jpg")  # no face: skipped with a reason
     return {"root": root, "photos": source, "tagger": build_model_folder(root / "tagger"),
-            "model": build_tiny_sd(root / "sd", "sd1"), "projects": root / "projects"}
+            "model": tiny_models["sd1"], "projects": root / "projects"}
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,6 @@ NAME = "tsname"
 BOS, EOS = 49406, 49407
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny_sd")
-    return {kind: build_tiny_sd(root / kind, kind) for kind in ("sd1", "sd2-v")}
-
-
 @pytest.fixture(scope="module")
 def sd1(tiny_models):
     return DiffusersBackend.load(tiny_models["sd1"])

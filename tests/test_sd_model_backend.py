@@ -19,7 +19,6 @@ from PIL import ImageChops
 
 import photos
 from host_sd_model import load_host_model
-from tiny_sd import build_tiny_sd
 from ti_studio.errors import UserError
 from ti_studio.training.backend import ModelInfo, PreviewRequest
 from ti_studio.training.config import TrainConfig
@@ -33,22 +32,11 @@ NAME = "tiface"
 PROMPT = f"a photo of {NAME}, smiling"
 
 
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("host_models")
-    return {kind: build_tiny_sd(root / kind, kind) for kind in ("sd1", "sd2-v")}
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dataset")
-    face = photos.astronaut()
-    captions = ["1girl, short hair, smile", "1girl, spacesuit, flag", "1girl, smile, looking at viewer",
-                "1girl, brown hair, upper body"]
-    for index, (left, top) in enumerate([(0, 0), (100, 0), (50, 50), (150, 100)]):
-        face.crop((left, top, left + 362, top + 362)).save(folder / f"{index}.png")
-        (folder / f"{index}.txt").write_text(captions[index], encoding="utf-8")
-    return folder
+    return photos.face_dataset(tmp_path_factory.mktemp("dataset"))
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import photos
-import tiny_sd
 from ti_studio.backends.diffusers_backend import DiffusersBackend
 from ti_studio.training.jobs import TrainJobs
 from ti_studio.webui import routes
@@ -28,18 +27,13 @@ POLL_LIMIT_S = 120
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("model") / "sd1", "sd1")
+def model_dir(tiny_models):
+    return tiny_models["sd1"]
 
 
 @pytest.fixture
 def dataset(tmp_path):
-    folder = tmp_path / "dataset"
-    folder.mkdir()
-    for index in range(2):
-        photos.astronaut().crop((index * 50, 0, index * 50 + 400, 400)).save(folder / f"{index}.png")
-        (folder / f"{index}.txt").write_text("1girl, smile", encoding="utf-8")
-    return folder
+    return photos.two_image_dataset(tmp_path / "dataset")
 
 
 class Loader:

@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 
 import photos
-import tiny_sd
 from ti_studio.backends.diffusers_backend import DiffusersBackend
 from ti_studio.errors import UserError
 from ti_studio.training.config import TrainConfig
@@ -17,8 +16,8 @@ from ti_studio.training.trainer import TrainCallbacks, train
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_sd.build_tiny_sd(tmp_path_factory.mktemp("model") / "sd1", "sd1")
+def model_dir(tiny_models):
+    return tiny_models["sd1"]
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +27,7 @@ def backend(model_dir):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dataset")
-    face = photos.astronaut()
-    captions = ["1girl, short hair, smile", "1girl, spacesuit, flag", "1girl, smile, looking at viewer",
-                "1girl, brown hair, upper body"]
-    for index, (left, top) in enumerate([(0, 0), (100, 0), (50, 50), (150, 100)]):
-        face.crop((left, top, left + 362, top + 362)).save(folder / f"{index}.png")
-        (folder / f"{index}.txt").write_text(captions[index], encoding="utf-8")
-    return folder
+    return photos.face_dataset(tmp_path_factory.mktemp("dataset"))
 
 
 def config(**changes) -> TrainConfig:
@@ -168,8 +160,8 @@ def test_snapshots_load_in_diffusers_and_change_its_output(backend, dataset, mod
     assert abs(learned - plain).mean() > 1e-3  # the trained token changes what the model draws
 
 
-def test_v_prediction_model_trains(tmp_path, dataset):
-    backend = DiffusersBackend.load(tiny_sd.build_tiny_sd(tmp_path / "sd2", "sd2-v"), device="cpu")
+def test_v_prediction_model_trains(tmp_path, dataset, tiny_models):
+    backend = DiffusersBackend.load(tiny_models["sd2-v"], device="cpu")
     result = train(config(steps=20, save_every=10), backend, dataset, tmp_path / "run")
     assert result.finished
     vectors = load_embedding(result.last_good_snapshot).vectors["emb_params"]

@@ -91,3 +91,28 @@ def test_projects_are_named_like_embeddings(tmp_path):
     for bad in ("", "a/b", "..", "con"):
         with pytest.raises(UserError, match="project name|give the project"):
             open_project(tmp_path, bad)
+
+
+def test_messages_are_one_sentence_for_what_users_meet(caplog):
+    import errno
+
+    import gradio as gr
+
+    import torch
+
+    from ti_studio.ui.messages import describe, guarded
+
+    assert describe(UserError("the photos folder x does not exist")) == "the photos folder x does not exist"
+    assert describe(OSError(errno.ENOSPC, "No space left on device", "/data/x.png")).startswith("The disk is full")
+    assert describe(torch.cuda.OutOfMemoryError("CUDA out of memory")).startswith("Out of memory")
+    with caplog.at_level("ERROR", logger="ti_studio"):
+        text = describe(KeyError("boom"))
+    assert text.startswith("Unexpected error (KeyError") and "console" in text
+    assert "KeyError: 'boom'" in caplog.text  # the details go to the console, not the page
+
+    @guarded(3)
+    def failing(value):
+        raise UserError(f"bad {value}")
+
+    first, second, status = failing("input")
+    assert first == second == gr.update() and "bad input" in status and "ti-studio-error" in status

@@ -129,13 +129,7 @@ def test_interrupt_sets_the_host_flag(host, tab):
 @pytest.fixture
 def project_dataset(host):
     """A project whose dataset already has crops with captions (what the Dataset and Tags stages leave)."""
-    folder = host.outputs / "ti-studio" / "anna" / "dataset"
-    folder.mkdir(parents=True)
-    face = photos.astronaut()
-    for index, (left, top) in enumerate([(0, 0), (100, 0), (50, 50)]):
-        face.crop((left, top, left + 362, top + 362)).save(folder / f"{index}.png")
-        (folder / f"{index}.txt").write_text("1girl, smile, short hair", encoding="utf-8")
-    return folder
+    return photos.face_dataset(host.outputs / "ti-studio" / "anna" / "dataset")
 
 
 def train_values(steps: int, **changes) -> list:
@@ -151,16 +145,15 @@ def train_values(steps: int, **changes) -> list:
 
 
 def test_training_runs_on_the_host_model_then_compare_registers_the_snapshots(host, tab, project_dataset,
-                                                                               tmp_path):
+                                                                               tiny_models):
     from host_sd_model import load_host_model
-    from tiny_sd import build_tiny_sd
 
     train, dependency = handler(tab, "ti_studio_train_run")
     assert dependency["js"] == "tiStudioStartTrain"
     *_, status = train("task(t0)", "anna", "", "auto", *train_values(8))
     assert "No Stable Diffusion model is loaded" in status
 
-    host.shared.sd_model = load_host_model(build_tiny_sd(tmp_path / "sd1", "sd1"), "sd1")
+    host.shared.sd_model = load_host_model(tiny_models["sd1"], "sd1")
     chart, previews, status = train("task(t1)", "anna", "", "auto", *train_values(8))
     assert "Finished at step 8" in status, status
     assert "<svg" in chart and "ti-studio-chart-loss" in chart

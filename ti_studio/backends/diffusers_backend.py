@@ -22,12 +22,12 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from ..training.backend import ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo, Vectors
+from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo,
+                                Vectors, embedding_rows)
 from .diffusers_loading import StableDiffusionParts, load_parts, resolve_device, resolve_dtype
 from .prompt_chunks import Chunk, SpecialTokens, chunk_prompts
 
 #: SD1/SD2 embeddings have one text encoder; this is the key their ``.safetensors`` files use.
-EMBEDDING_KEY = "emb_params"
 _TOKENIZE_CACHE = 8192  # prompt fragments: tag shuffling makes many prompts, but from few distinct fragments
 
 
@@ -128,7 +128,7 @@ class DiffusersBackend:
 
     def encode_prompts(self, prompts: list[str], name: str, vectors: Vectors) -> torch.Tensor:
         """``[B, 77 * chunks, width]`` conditioning in the model's dtype, differentiable w.r.t. ``vectors``."""
-        rows = self._checked_rows(vectors)
+        rows = embedding_rows(vectors, self._encoder_info.width)
         batch = chunk_prompts(prompts, self._tokenize, self._name_tokens(name), rows.shape[0], self._special)
         # Chunk-major, so that one transformer call encodes every chunk of every prompt (chunks are independent).
         chunks = [chunks_of_prompt[index] for index in range(len(batch[0])) for chunks_of_prompt in batch]
@@ -186,14 +186,6 @@ class DiffusersBackend:
         if not tokens:
             raise UserError(f"the embedding name {name!r} has no tokens; use a word")
         return tokens
-
-    def _checked_rows(self, vectors: Vectors) -> torch.Tensor:
-        rows = vectors.get(EMBEDDING_KEY)
-        width = self._encoder_info.width
-        if rows is None or rows.ndim != 2 or rows.shape[1] != width:
-            shape = None if rows is None else tuple(rows.shape)
-            raise ValueError(f"vectors must be {{{EMBEDDING_KEY!r}: [n, {width}]}}, got {shape}")
-        return rows
 
     def _spliced_token_embeddings(self, chunks: list[Chunk], rows: torch.Tensor) -> torch.Tensor:
         """Token embeddings of the chunks with the vectors written over the name's slots: the host's

@@ -19,6 +19,18 @@ from PIL import Image
 
 Vectors = dict[str, torch.Tensor]
 
+#: The one encoder key of SD1/SD2 embeddings (the key their ``.safetensors`` files use).
+EMBEDDING_KEY = "emb_params"
+
+
+def embedding_rows(vectors: Vectors, width: int) -> torch.Tensor:
+    """The ``[n, width]`` SD1/SD2 rows in ``vectors``; a ValueError for any other shape (a programming error)."""
+    rows = vectors.get(EMBEDDING_KEY)
+    if rows is None or rows.ndim != 2 or rows.shape[1] != width:
+        shape = None if rows is None else tuple(rows.shape)
+        raise ValueError(f"vectors must be {{{EMBEDDING_KEY!r}: [n, {width}]}}, got {shape}")
+    return rows
+
 
 @dataclass(frozen=True)
 class TextEncoderInfo:

@@ -143,16 +143,21 @@ def _blocks_strings(host: Any, exclude: tuple[str, ...]) -> set[str]:
 
 
 def tab_strings() -> set[str]:
-    """Every fixed string of the tab that WebUI's localization can replace, for both kinds of host."""
+    """Every fixed string of the tab that WebUI's localization can replace, for both kinds of host, plus the
+    labels of TI Studio's section in WebUI's Settings."""
     from ..app_host import StandaloneHost
+    from ..webui.settings import OPTIONS
     from .host import HostSettings
+
+    settings = {label for _, label in OPTIONS.values()}  # the section's title is the product's name: kept
 
     with tempfile.TemporaryDirectory(prefix="ti_studio_strings_") as root:
         model = "ti-studio-model-placeholder"
         standalone = StandaloneHost(HostSettings(projects_root=Path(root)), model=model)
         # The projects folder and the model path are the user's, shown as they are: never keys.
         exclude = (root, model)
-        return _blocks_strings(standalone, exclude) | _blocks_strings(_WebuiStandIn(standalone), exclude)
+        return (_blocks_strings(standalone, exclude) | _blocks_strings(_WebuiStandIn(standalone), exclude)
+                | settings)
 
 
 def load_localization(name: str) -> dict[str, str]:

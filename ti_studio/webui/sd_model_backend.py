@@ -35,10 +35,10 @@ import torch
 from PIL import Image
 
 from ..errors import UserError
-from ..training.backend import ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo, Vectors
+from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo,
+                                Vectors, embedding_rows)
 
 #: SD1/SD2 embeddings have one text encoder; this is the key their ``.safetensors`` files use.
-EMBEDDING_KEY = "emb_params"
 #: ldm's ``parameterization`` -> the trainer's prediction type (ddpm.py L71-83 @cf1d67a).
 _PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -190,7 +190,7 @@ class SdModelBackend:
         (``cond_stage_model(texts)`` under the host's autocast) with ``vectors`` as the embedding ``name``."""
         from modules import devices
 
-        rows = self._checked_rows(vectors)
+        rows = embedding_rows(vectors, self._encoder.width)
         embedding = self._registered(name)
         embedding.vec, embedding.vectors = rows.to(self.device), rows.shape[0]
         self._park_vae()
@@ -215,7 +215,7 @@ class SdModelBackend:
 
         if request.width % 8 or request.height % 8:
             raise UserError(f"preview size must be a multiple of 8, not {request.width}x{request.height}")
-        rows = self._checked_rows(vectors)
+        rows = embedding_rows(vectors, self._encoder.width)
         embedding = self._registered(name)
         training_vec = embedding.vec, embedding.vectors
         embedding.vec, embedding.vectors = rows.detach().to(self.device, torch.float32), rows.shape[0]
@@ -320,14 +320,6 @@ class SdModelBackend:
         if self._vae_parked:
             self._model.first_stage_model.to(devices.device)
             self._vae_parked = False
-
-    def _checked_rows(self, vectors: Vectors) -> torch.Tensor:
-        rows = vectors.get(EMBEDDING_KEY)
-        width = self._encoder.width
-        if rows is None or rows.ndim != 2 or rows.shape[1] != width:
-            shape = None if rows is None else tuple(rows.shape)
-            raise ValueError(f"vectors must be {{{EMBEDDING_KEY!r}: [n, {width}]}}, got {shape}")
-        return rows
 
 
 def _unregister(database: Any, model: Any, name: str, embedding: Any, hidden: Any) -> None:
