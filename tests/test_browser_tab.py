@@ -169,3 +169,11 @@ def test_photos_to_compare_preset(page, app, world):
     wait_text(page, "#ti_studio_compare_status", "Exported 4 snapshots")
     assert sorted(p.name for p in export_to.iterdir())[0] == "anna-04.safetensors"
     screenshot(page, "tab_4_compare")
+
+    # A new visit: picking the project shows its crops again, with the photos folder it came from.
+    page.reload()
+    project = page.locator("#ti_studio_project input")
+    project.fill("anna")
+    project.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#ti_studio_crop_gallery .thumbnail-item').length === 3")
+    assert field(page, "ti_studio_crop_source").input_value() == str(world["photos"].resolve())

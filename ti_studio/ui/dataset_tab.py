@@ -105,11 +105,13 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
               outputs=[gallery, names, status])
     interrupt.click(fn=host.interrupt, inputs=[], outputs=[])
 
-    @guarded(3)
+    @guarded(4)
     def refresh(project_name: str) -> list:
+        """The project's crops, and the photos folder they came from (so a new crop run needs no typing)."""
         project = picker.project(project_name)
         items, crop_names = _gallery(project.dataset)
-        return [items, crop_names, info_html(f"{len(crop_names)} crops in {project.dataset}") if crop_names else ""]
+        message = info_html(f"{len(crop_names)} crops in {project.dataset}") if crop_names else ""
+        return [project.source() or gr.update(), items, crop_names, message]
 
     @guarded(6)
     def select(project_name: str, crop_names: list[str], event: gr.SelectData) -> list:
@@ -157,7 +159,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     box.change(fn=None, inputs=[box], outputs=[], _js="tiStudioCropShow")
     apply.click(fn=save_adjusted, inputs=[picker.dropdown, selected, box], outputs=[crop_view, gallery, notes])
     resize.click(fn=resize_all, inputs=[picker.dropdown, new_size], outputs=[gallery, names, status])
-    return StageView(refresh, [gallery, names, status])
+    return StageView(refresh, [source, gallery, names, status])
 
 
 def _gallery(dataset: Path) -> tuple[list[tuple[str, str]], list[str]]:
