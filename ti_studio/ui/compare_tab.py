@@ -26,7 +26,8 @@ DEFAULT_PROMPT = "a photo of [name], [y]"
 def build(host: Host, picker: ProjectPicker) -> StageView:
     with gr.Row():
         run = gr.Dropdown([], label="Training run", elem_id="ti_studio_compare_run", scale=2)
-        refresh = gr.Button("Refresh", elem_id="ti_studio_compare_refresh", elem_classes=["tool"], scale=0, min_width=80)
+        refresh = gr.Button("Refresh", elem_id="ti_studio_compare_refresh", elem_classes=["tool"], size="sm", scale=0,
+                            min_width=80)
     snapshots = gr.CheckboxGroup(label="Snapshots to compare (X axis)", elem_id="ti_studio_compare_snapshots")
     with gr.Row():
         y_values = gr.Textbox(", ".join(DEFAULT_Y_VALUES), label="Y values (prompt variations, comma-separated)",
@@ -65,11 +66,14 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         if not run_name:
             return [gr.update(choices=[], value=[]), ""]
         _, available = load_run(picker.project(project_name).run_dir(run_name))
-        choices = [(_label(snapshot), str(snapshot.step)) for snapshot in available]
+        measured = [snapshot for snapshot in available if snapshot.fixed_loss is not None]
+        best = min(measured, key=lambda snapshot: snapshot.fixed_loss).step if measured else None
+        choices = [(_label(snapshot) + (" ★" if snapshot.step == best else ""), str(snapshot.step))
+                   for snapshot in available]
         picked = [str(snapshot.step) for snapshot in choose(available)]
         return [gr.update(choices=choices, value=picked),
-                info_html(f"{len(available)} snapshots; ticked: evenly spread ones, the last and the lowest "
-                          "fixed-noise loss.")]
+                info_html(f"{len(available)} snapshots; ticked: evenly spread ones, the last and the one with the "
+                          "lowest fixed-noise loss (★), the closest to the training photos.")]
 
     @guarded(2)
     def preset(project_name: str, run_name: str, steps: list[str], y_text: str, prompt_text: str,
