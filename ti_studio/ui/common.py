@@ -37,8 +37,7 @@ class ProjectPicker:
                                         label="Project", info="one per person; pick one or type a new name",
                                         elem_id="ti_studio_project", scale=3)
             refresh = gr.Button("Refresh", elem_id="ti_studio_project_refresh", elem_classes=["tool"], size="sm",
-                                scale=0,
-                                min_width=80)
+                                scale=0, min_width=80)
             self.folder = gr.HTML(self._where(None), elem_id="ti_studio_project_folder")
         refresh.click(fn=lambda: gr.update(choices=project_names(self._root)), inputs=[], outputs=[self.dropdown])
         self.dropdown.change(fn=self._where, inputs=[self.dropdown], outputs=[self.folder])
