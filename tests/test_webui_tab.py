@@ -185,3 +185,30 @@ def test_training_runs_on_the_host_model_then_compare_registers_the_snapshots(ho
     status = register("anna", "anna", ["4", "8"])
     assert "2 snapshots loaded for txt2img" in status
     assert {"anna-4", "anna-8"} <= set(database.word_embeddings)
+
+
+def test_interrupt_then_resume_through_the_host(host, tab, project_dataset, tiny_models):
+    """Interrupt (the host's flag, as its own Interrupt button sets it) stops a run at a snapshot; Resume finishes it."""
+    import threading
+    import time
+
+    from host_sd_model import load_host_model
+
+    host.shared.sd_model = load_host_model(tiny_models["sd1"], "sd1")
+    train, _ = handler(tab, "ti_studio_train_run")
+    resume, _ = handler(tab, "ti_studio_train_resume")
+    interrupt, _ = handler(tab, "ti_studio_train_interrupt")
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(
+        result=train("task(long)", "anna", "", "auto", *train_values(400, save_every=400))))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while host.shared.state.job_no < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    interrupt()
+    worker.join(timeout=120)
+    *_, status = outcome["result"]
+    stopped_at = int(status.split("Interrupted at step ")[1].split(".")[0])
+    assert 2 <= stopped_at < 400, status
+    *_, status = resume("task(resume)", "anna", "", "auto", *train_values(stopped_at + 3, save_every=400))
+    assert f"Finished at step {stopped_at + 3}" in status, status
