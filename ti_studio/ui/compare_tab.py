@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..compare.snapshots import Snapshot, choose, export, load_run
-from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
+from ..compare.comparison import compare_run
+from ..compare.xyz import DEFAULT_Y_VALUES
 from ..errors import UserError
 from ..project import Project
 from .common import ProjectPicker, StageView
@@ -35,7 +36,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", info="[name]: each snapshot; [y]: each Y value",
                             elem_id="ti_studio_compare_prompt", scale=2)
         negative = gr.Textbox("", label="Negative prompt", elem_id="ti_studio_compare_negative", scale=2)
-        seed = gr.Number(1, precision=0, label="Seed", elem_id="ti_studio_compare_seed", scale=1)
+        seed = gr.Number(1, precision=0, label="Grid seed", elem_id="ti_studio_compare_seed", scale=1)
     infotext = gr.Textbox(label="txt2img preset", lines=4, elem_id="ti_studio_compare_infotext",
                           info="what Send to txt2img pastes; elsewhere, paste it into txt2img's prompt box and press "
                                "Read generation parameters under Generate")
@@ -81,9 +82,11 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         project = picker.project(project_name)
         _, picked = chosen(project, run_name, steps)
         y = [value.strip() for value in y_text.split(",") if value.strip()]
-        text = XyzPreset(names=[s.compare_name for s in picked], y_values=y, prompt_template=prompt_text.strip(),
-                         negative_prompt=negative_text.strip(), seed=int(seed_value or 0)).infotext()
-        return [text, info_html(f"Preset for {len(picked)} snapshots x {max(len(y), 1)} prompts.")]
+        # The same preset the CLI and the HTTP route make (image size = the run's training size).
+        comparison = compare_run(project.run_dir(run_name), steps=[s.step for s in picked], y_values=y,
+                                 prompt_template=prompt_text.strip(), negative_prompt=negative_text.strip(),
+                                 seed=int(seed_value or 0))
+        return [comparison.infotext, info_html(f"Preset for {len(picked)} snapshots x {max(len(y), 1)} prompts.")]
 
     @guarded(1)
     def register(project_name: str, run_name: str, steps: list[str]) -> str:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..compare.xyz import XyzPreset
 from ..errors import UserError
 from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo,
                                 Vectors, embedding_rows)
@@ -42,6 +43,10 @@ from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, Preview
 #: ldm's ``parameterization`` -> the trainer's prediction type (ddpm.py L71-83 @cf1d67a).
 _PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+#: Previews use the sampler the compare preset names, so a preview looks like its cell in the X/Y/Z grid (and the
+#: host does not log a sampler "autocorrection" for every preview, as it does for its own trainer's).
+PREVIEW_SAMPLER = XyzPreset.sampler
 
 NO_MODEL = "No Stable Diffusion model is loaded: choose a checkpoint at the top of the page"
 
@@ -224,7 +229,8 @@ class SdModelBackend:
         try:
             job = processing.StableDiffusionProcessingTxt2Img(
                 sd_model=self._model, prompt=request.prompt, negative_prompt=request.negative_prompt,
-                seed=request.seed, steps=request.steps, cfg_scale=request.cfg_scale, width=request.width,
+                seed=request.seed, steps=request.steps, cfg_scale=request.cfg_scale, sampler_name=PREVIEW_SAMPLER,
+                width=request.width,
                 height=request.height, do_not_save_grid=True, do_not_save_samples=True,
                 do_not_reload_embeddings=True)
             with contextlib.closing(job):

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from ..crop.detectors import DETECTORS
-from ..tagging.models import DEFAULT_MODEL, REGISTRY
+from ..tagging.models import DEFAULT_MODEL
 from ..ui.host import HostSettings
 
 SECTION = ("ti_studio", "TI Studio", "training")
@@ -29,12 +29,15 @@ def register_settings() -> None:
     import gradio as gr
     from modules import shared
 
-    choices = {"ti_studio_detector": list(DETECTORS), "ti_studio_tagger_model": list(REGISTRY)}
+    # component_args must hold only arguments that gradio 3.41's ``Dropdown.update`` also takes: on every page load
+    # the host re-sends each setting as ``gr.update(value=..., **component_args)`` (ui_settings.py L12-19, L332-339),
+    # and one unknown key (e.g. ``allow_custom_value``) fails that whole request for every setting. So the detector
+    # (a fixed list) is a plain Dropdown, and the tagger model (also a repo id or a folder) a free-text box.
+    choices = {"ti_studio_detector": list(DETECTORS)}
     section = {}
     for key, (default, label) in OPTIONS.items():
         if key in choices:
-            section[key] = shared.OptionInfo(default, label, gr.Dropdown,
-                                             {"choices": choices[key], "allow_custom_value": True})
+            section[key] = shared.OptionInfo(default, label, gr.Dropdown, {"choices": choices[key]})
         else:
             section[key] = shared.OptionInfo(default, label)
     for key, info in shared.options_section(SECTION, section).items():

@@ -35,6 +35,7 @@ class StableDiffusionProcessing:
     seed: int = -1
     steps: int = 50
     cfg_scale: float = 7.0
+    sampler_name: str = None
     width: int = 512
     height: int = 512
     do_not_save_samples: bool = False
