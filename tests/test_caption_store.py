@@ -351,3 +351,22 @@ def test_a_caption_that_cannot_be_written_is_a_user_error_and_undoable(dataset, 
     assert temp_files(dataset) == []
     store.undo()
     assert caption_bytes(dataset) == CAPTIONS
+
+
+def test_edits_from_parallel_threads_take_turns_and_all_undo(dataset):
+    """The tab's events and the HTTP routes edit from parallel threads: none may lose another's change."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ti_studio.captions import Append
+
+    before = {path.name: path.read_bytes() for path in dataset.glob("*.txt")}
+    tags = [f"tag{index}" for index in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda tag: CaptionStore(dataset).apply(Append((tag,))), tags))
+    store = CaptionStore(dataset)
+    for image in store.images:
+        assert set(tags) <= set(store.tags(image))
+    assert len(store.history()) == 8
+    for _ in tags:
+        assert not store.undo().skipped
+    assert {path.name: path.read_bytes() for path in dataset.glob("*.txt")} == before

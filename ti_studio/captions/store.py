@@ -12,13 +12,17 @@ Why this is safe (the Dataset Tag Editor rewrites every caption on save and rena
 - undo restores exact bytes, and skips (and reports) any caption changed since the operation wrote it;
 - everything written is a caption of a listed image or a file under ``<dataset>/.ti_studio/``.
 
-Concurrent writers (two processes editing one dataset at the same moment) are not coordinated.
+Writers in one process (the tab's events and the HTTP routes run in parallel threads of the WebUI) take turns: each
+edit or undo of a folder holds that folder's lock from reading the captions to the last write. Two processes
+editing one dataset at the same moment (the CLI beside the WebUI) are not coordinated.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -33,6 +37,23 @@ CAPTION_SUFFIX = ".txt"
 
 ImageRef = str | os.PathLike
 """An image of the dataset: an absolute path, or a path relative to the dataset folder."""
+
+_FOLDER_LOCKS: dict[Path, threading.RLock] = {}
+_FOLDER_LOCKS_GUARD = threading.Lock()
+
+
+def _exclusive(method):
+    """Run a store method holding its dataset folder's lock, so concurrent edits cannot interleave their journal
+    records or write a caption from a stale read."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with _FOLDER_LOCKS_GUARD:
+            lock = _FOLDER_LOCKS.setdefault(self.root, threading.RLock())
+        with lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 def caption_file(image: str | os.PathLike) -> Path:
@@ -157,6 +178,7 @@ class CaptionStore:
         """The operations :meth:`undo` can take back, oldest first."""
         return self.journal.entries()
 
+    @_exclusive
     def set(self, image: ImageRef, text: str) -> EditResult:
         """Save the caption of one image (the editor's per-image edit), journaled so Undo covers it.
 
@@ -176,10 +198,12 @@ class CaptionStore:
         """What :meth:`apply` would change, without writing anything (a preview / dry run)."""
         return [change for change, _ in self._pending(edit, images)]
 
+    @_exclusive
     def apply(self, edit: TagEdit, images: Iterable[ImageRef] | None = None) -> EditResult:
         """Apply ``edit`` to all images, or to ``images`` (the editor's filtered set), as one undoable step."""
         return self._commit(edit.name, edit.describe(), self._pending(edit, images))
 
+    @_exclusive
     def undo(self) -> UndoResult:
         """Take back the newest operation; raise :class:`UserError` when there is none.
 

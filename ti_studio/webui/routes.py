@@ -20,7 +20,6 @@ This module imports no host code: the host's credentials, GPU lock and training 
 """
 
 import dataclasses
-import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from secrets import compare_digest
@@ -45,10 +44,6 @@ from ..training.config import LatentSampling, NormControl, OutputFormat, Precisi
 from ..training.jobs import JobState, TrainJobRequest, TrainJobs, TrainJobStatus, UnknownJobError
 
 PREFIX = "/ti-studio/v1"
-
-#: Caption edits and undos from concurrent requests would interleave their journal records (the store does not
-#: coordinate writers), and FastAPI runs requests in parallel threads: one caption write at a time.
-_CAPTION_WRITES = threading.Lock()
 
 _FRAMINGS = tuple(FACE_FRACTIONS)
 _DEFAULT_FRAMING = next(name for name, share in FACE_FRACTIONS.items() if share == FramingConfig.face_fraction)
@@ -346,15 +341,12 @@ def create_router(credentials: Optional[Mapping[str, str]], gpu_lock: AbstractCo
     @router.post("/captions/edit", response_model=CaptionEditResponse)
     def caption_edit(request: CaptionEditRequest) -> dict:
         edit = _caption_edit(request)
-        with _CAPTION_WRITES:
-            result = CaptionStore(request.dataset).apply(edit)
+        result = CaptionStore(request.dataset).apply(edit)
         return {"changed": len(result.changes), "backup": str(result.backup) if result.backup else None}
 
     @router.post("/captions/undo", response_model=UndoResponse)
     def caption_undo(request: DatasetRequest) -> dict:
-        with _CAPTION_WRITES:
-            store = CaptionStore(request.dataset)
-            result = store.undo()
+        result = CaptionStore(request.dataset).undo()
         return {
             "undone": result.entry.description,
             "changed": len(result.restored),
