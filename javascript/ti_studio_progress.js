@@ -1,4 +1,4 @@
-// TI Studio: progress of the tab's long jobs (crop, tag, train).
+// TI Studio: progress of the tab's long jobs (crop, tag, train, the standalone grid).
 //
 // Each job button's `_js` hook names one of the `tiStudioStart*` functions below. It makes the task id the job's
 // first input and starts polling "./internal/progress" for it: inside WebUI with the host's own requestProgress()
@@ -89,5 +89,8 @@
     };
     window.tiStudioStartTrain = function() {
         return startJob("ti_studio_train", arguments);
+    };
+    window.tiStudioStartGrid = function() {
+        return startJob("ti_studio_compare", arguments);
     };
 })();

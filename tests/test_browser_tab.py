@@ -170,6 +170,13 @@ def test_photos_to_compare_preset(page, app, world):
     assert sorted(p.name for p in export_to.iterdir())[0] == "anna-04.safetensors"
     screenshot(page, "tab_4_compare")
 
+    # The standalone app draws the X/Y/Z grid itself: 4 snapshots x 4 Y values at 64 px.
+    page.click("#ti_studio_compare_render")
+    page.locator("#ti_studio_compare_grid img").wait_for(state="visible", timeout=120_000)
+    assert "4 snapshots x 4 prompts" in wait_text(page, "#ti_studio_compare_status", "Grid of")
+    page.locator("#ti_studio_compare_grid").scroll_into_view_if_needed()
+    screenshot(page, "tab_4_grid")
+
     # A new visit: picking the project shows its crops again, with the photos folder it came from.
     page.reload()
     project = page.locator("#ti_studio_project input")

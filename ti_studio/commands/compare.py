@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ..compare.comparison import compare_run
+from .. import fileio
+from ..backends.diffusers_loading import DEFAULT_MODEL
+from ..compare.comparison import Comparison, compare_run
 from ..compare.xyz import DEFAULT_Y_VALUES
 from ..errors import UserError
 
@@ -26,11 +29,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--export", metavar="DIR",
                         help="copy the chosen snapshots into DIR (e.g. the WebUI's embeddings folder) "
                              "under their comparison names")
+    parser.add_argument("--grid", metavar="OUT.png",
+                        help="also render the comparison grid standalone (snapshots x Y values) into this image")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="for --grid: diffusers folder, single-file .safetensors/.ckpt, or Hub repo id "
+                             "(default: SD 1.5)")
+    parser.add_argument("--device", default="auto", help="for --grid: auto, cpu, cuda, cuda:1 ...")
     parser.set_defaults(handler=run_compare)
 
 
 def run_compare(args: argparse.Namespace, _report) -> dict:
     """stdout carries exactly the preset (ready to pipe or paste), so every note goes to stderr."""
+    grid_path = _grid_path(args.grid) if args.grid else None
     comparison = compare_run(args.run_dir, steps=_steps(args.steps), y_values=args.y.split(","),
                              prompt_template=args.prompt, negative_prompt=args.negative, seed=args.seed,
                              export_to=args.export)
@@ -42,8 +52,42 @@ def run_compare(args: argparse.Namespace, _report) -> dict:
         print(f"{snapshot.compare_name}: step {snapshot.step}, fixed-noise loss {fixed}, norm {norm}",
               file=sys.stderr)
     if not args.json:
-        print(comparison.infotext)  # the preset itself is the command's output (in the summary under --json)
-    return comparison.to_json()
+        print(comparison.infotext, flush=True)  # the preset itself is the command's output (under --json: summary)
+    summary = comparison.to_json()
+    if grid_path is not None:
+        _render(args, comparison, grid_path)
+        summary["grid"] = str(grid_path)
+    return summary
+
+
+def _grid_path(text: str) -> Path:
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UserError(f"--grid must name a .png, .jpg or .webp file, got {text!r}")
+    if path.is_dir():
+        raise UserError(f"--grid {text!r} is a folder; name the image file")
+    return path
+
+
+def _render(args: argparse.Namespace, comparison: Comparison, path: Path) -> None:
+    """Render the grid the preset describes on ``--model`` and save it atomically (Ctrl-C leaves no file)."""
+    from ..backends.diffusers_backend import DiffusersBackend
+    from ..compare.grid import GridRequest, render_grid
+
+    request = GridRequest.for_comparison(comparison)
+
+    def note(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    note(f"loading {args.model}")
+    backend = DiffusersBackend.load(args.model, device=args.device)
+    image = render_grid(backend, request, progress=lambda done, total: note(f"grid: image {done}/{total}"))
+    with fileio.atomic_path(path) as tmp:
+        image.save(tmp, format=_FORMATS[path.suffix.lower()])
+    note(f"saved the grid ({len(request.snapshots)} snapshots x {len(request.rows)} prompts) to {path}")
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 
 
 def _steps(text: str | None) -> list[int] | None:

@@ -22,6 +22,7 @@ class Comparison:
     infotext: str  # paste into txt2img's prompt box, then "read generation parameters"
     snapshots: list[Snapshot]
     exported: list[Path] = field(default_factory=list)
+    preset: XyzPreset | None = None  # what the infotext says: the standalone grid draws the same (compare.grid)
 
     def to_json(self) -> dict:
         return {"infotext": self.infotext, "exported": [str(path) for path in self.exported],
@@ -44,4 +45,4 @@ def compare_run(run_dir: str | Path, steps: list[int] | None = None,
                        prompt_template=prompt_template, negative_prompt=negative_prompt, seed=seed,
                        width=size, height=size)
     exported = export(chosen, export_to) if export_to else []
-    return Comparison(infotext=preset.infotext(), snapshots=chosen, exported=exported)
+    return Comparison(infotext=preset.infotext(), snapshots=chosen, exported=exported, preset=preset)

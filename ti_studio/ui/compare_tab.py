@@ -9,15 +9,17 @@ host then loads as an embeddings folder.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
+from ..compare.comparison import Comparison, compare_run
 from ..compare.snapshots import Snapshot, choose, export, load_run
-from ..compare.comparison import compare_run
+from ..compare.grid import GridRequest, render_grid
 from ..compare.xyz import DEFAULT_Y_VALUES
 from ..errors import UserError
 from ..project import Project
-from .common import ProjectPicker, StageView
+from .common import ProjectPicker, StageView, job_text
 from .host import Host
 from .messages import guarded, info_html
 
@@ -47,7 +49,16 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         export_folder = gr.Textbox(label="Export the chosen snapshots to a folder", placeholder="e.g. an embeddings "
                                    "folder", elem_id="ti_studio_compare_export_folder", scale=2)
         export_button = gr.Button("Export", elem_id="ti_studio_compare_export")
+    if host.kind == "standalone":  # in WebUI, txt2img's X/Y/Z plot draws the grid
+        with gr.Row():
+            render = gr.Button("Render grid", variant="primary", elem_id="ti_studio_compare_render")
+            interrupt = gr.Button("Interrupt", elem_id="ti_studio_compare_interrupt")
+        task_id = gr.Textbox(visible=False)
+        progress = gr.HTML(elem_id="ti_studio_compare_progress")
     status = gr.HTML(elem_id="ti_studio_compare_status")
+    if host.kind == "standalone":
+        grid_image = gr.Image(label="Comparison grid", type="pil", interactive=False,
+                              elem_id="ti_studio_compare_grid")
 
     def chosen(project: Project, run_name: str, steps: list[str]) -> tuple[str, list[Snapshot]]:
         if not run_name:
@@ -76,17 +87,22 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
                 info_html(f"{len(available)} snapshots; ticked: evenly spread ones, the last and the one with the "
                           "lowest fixed-noise loss (★), the closest to the training photos.")]
 
-    @guarded(2)
-    def preset(project_name: str, run_name: str, steps: list[str], y_text: str, prompt_text: str,
-               negative_text: str, seed_value: float) -> list:
+    def comparison_of(project_name: str, run_name: str, steps: list[str], y_text: str, prompt_text: str,
+                      negative_text: str, seed_value: float) -> Comparison:
+        """The same comparison the CLI and the HTTP route make (image size = the run's training size)."""
         project = picker.project(project_name)
         _, picked = chosen(project, run_name, steps)
         y = [value.strip() for value in y_text.split(",") if value.strip()]
-        # The same preset the CLI and the HTTP route make (image size = the run's training size).
-        comparison = compare_run(project.run_dir(run_name), steps=[s.step for s in picked], y_values=y,
-                                 prompt_template=prompt_text.strip(), negative_prompt=negative_text.strip(),
-                                 seed=int(seed_value or 0))
-        return [comparison.infotext, info_html(f"Preset for {len(picked)} snapshots x {max(len(y), 1)} prompts.")]
+        return compare_run(project.run_dir(run_name), steps=[s.step for s in picked], y_values=y,
+                           prompt_template=prompt_text.strip(), negative_prompt=negative_text.strip(),
+                           seed=int(seed_value or 0))
+
+    @guarded(2)
+    def preset(*form: Any) -> list:
+        comparison = comparison_of(*form)
+        rows = max(len(comparison.preset.y_values), 1)
+        return [comparison.infotext,
+                info_html(f"Preset for {len(comparison.snapshots)} snapshots x {rows} prompts.")]
 
     @guarded(1)
     def register(project_name: str, run_name: str, steps: list[str]) -> str:
@@ -104,6 +120,9 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         written = export(picked, Path(folder.strip()).expanduser())
         return info_html(f"Exported {len(written)} snapshots to {folder.strip()}.")
 
+    def grid(*form: Any) -> list:
+        return _render_grid(host, GridRequest.for_comparison(comparison_of(*form)))
+
     preset_inputs = [picker.dropdown, run, snapshots, y_values, prompt, negative, seed]
     refresh.click(fn=show_runs, inputs=[picker.dropdown], outputs=[run, snapshots, status])
     run.change(fn=guarded(2)(show_snapshots), inputs=[picker.dropdown, run], outputs=[snapshots, status])
@@ -113,8 +132,35 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     if host.kind == "webui":
         host.connect_send_to_txt2img(send, infotext)
         send.click(fn=register, inputs=[picker.dropdown, run, snapshots], outputs=[status])
+    if host.kind == "standalone":
+        render.click(fn=host.gpu_job(guarded(2)(grid), outputs=2), _js="tiStudioStartGrid",
+                     inputs=[task_id, *preset_inputs], outputs=[grid_image, status])
+        interrupt.click(fn=host.interrupt, inputs=[], outputs=[])
     export_button.click(fn=export_to, inputs=[picker.dropdown, run, snapshots, export_folder], outputs=[status])
     return StageView(show_runs, [run, snapshots, status])
+
+
+def _render_grid(host: Host, request: GridRequest) -> list:
+    """The grid on the app's model, cell by cell with progress; Interrupt keeps the cells done so far."""
+    job = host.progress()
+    total = len(request.snapshots) * len(request.rows)
+    job.start(total, job_text("Loading the model for the grid..."))
+    done = [0]
+
+    def on_cell(count: int, cells: int) -> None:
+        done[0] = count
+        job.advance(count, job_text(f"Grid: image {count} of {cells}"))
+
+    backend = host.load_backend(host.model_label(), "auto")
+    try:
+        job.advance(0, job_text(f"Grid: image 0 of {total}"))
+        image = render_grid(backend, request, progress=on_cell, should_stop=job.interrupted)
+    finally:
+        host.release_backend(backend)
+    if done[0] < total:
+        return [image, info_html(f"Interrupted after {done[0]} of {total} images.")]
+    return [image, info_html(f"Grid of {len(request.snapshots)} snapshots x {len(request.rows)} prompts, "
+                             f"seed {request.preset.seed}, {request.width}x{request.height}.")]
 
 
 def _label(snapshot: Snapshot) -> str:
