@@ -149,8 +149,8 @@ class DiffusersBackend:
 
     def render_preview(self, request: PreviewRequest, name: str, vectors: Vectors) -> Image.Image:
         """A fixed-seed txt2img image whose prompts go through :meth:`encode_prompts`, so it shows the current
-        vectors. DPM++ 2M Karras (the host's default sampler); a CPU generator, so a seed means the same image on
-        every device."""
+        vectors. Sampled with Euler a (``training.backend.PREVIEW_SAMPLER``, what the X/Y/Z preset asks WebUI for); a
+        CPU generator, so a seed means the same image on every device."""
         if request.width % 8 or request.height % 8:
             raise UserError(f"preview size must be a multiple of 8, not {request.width}x{request.height}")
         with torch.no_grad():
@@ -217,12 +217,12 @@ class DiffusersBackend:
     def _pipeline(self) -> Any:
         """A txt2img pipeline over the very same (frozen, on-device) networks: nothing is copied."""
         if self._preview_pipeline is None:
-            from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+            from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionPipeline
 
             parts = self._parts
             self._preview_pipeline = StableDiffusionPipeline(
                 vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
-                scheduler=DPMSolverMultistepScheduler.from_config(parts.scheduler_config, use_karras_sigmas=True),
+                scheduler=EulerAncestralDiscreteScheduler.from_config(parts.scheduler_config),
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             )
             self._preview_pipeline.set_progress_bar_config(disable=True)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from ..errors import UserError
+from ..training.backend import PREVIEW_SAMPLER
 
 #: Hairstyles: the tutorial's way to see whether an embedding still listens to the prompt.
 DEFAULT_Y_VALUES = ("short hair", "long hair", "ponytail", "curly hair")
@@ -23,7 +24,7 @@ class XyzPreset:
     prompt_template: str = "a photo of [name], [y]"
     negative_prompt: str = ""
     steps: int = 20
-    sampler: str = "Euler a"
+    sampler: str = PREVIEW_SAMPLER
     cfg_scale: float = 7.0
     seed: int = 1
     width: int = 512

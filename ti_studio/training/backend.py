@@ -105,6 +105,11 @@ class TrainingBackend(Protocol):
         ...
 
 
+#: The sampler of every image TI Studio renders or asks for: training previews (both hosts), the standalone grid and
+#: the txt2img X/Y/Z preset. One name both hosts know the same way, so a preview looks like its grid cell.
+PREVIEW_SAMPLER = "Euler a"
+
+
 @dataclass(frozen=True)
 class PreviewRequest:
     prompt: str

@@ -34,19 +34,15 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..compare.xyz import XyzPreset
 from ..errors import UserError
-from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, PreviewRequest, TextEncoderInfo,
-                                Vectors, embedding_rows)
+# Previews name their sampler: the host's own trainer names none, and the host logs an "autocorrection" for each.
+from ..training.backend import (EMBEDDING_KEY, PREVIEW_SAMPLER, ModelInfo, NoiseSchedule, PreviewRequest,
+                                TextEncoderInfo, Vectors, embedding_rows)
 
 #: SD1/SD2 embeddings have one text encoder; this is the key their ``.safetensors`` files use.
 #: ldm's ``parameterization`` -> the trainer's prediction type (ddpm.py L71-83 @cf1d67a).
 _PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-#: Previews use the sampler the compare preset names, so a preview looks like its cell in the X/Y/Z grid (and the
-#: host does not log a sampler "autocorrection" for every preview, as it does for its own trainer's).
-PREVIEW_SAMPLER = XyzPreset.sampler
 
 NO_MODEL = "No Stable Diffusion model is loaded: choose a checkpoint at the top of the page"
 
