@@ -182,6 +182,9 @@ def test_previews_are_txt2img_jobs_with_the_current_vectors(host, tiny_models, m
     loaded(host, tiny_models)
     reloads = []
     monkeypatch.setattr(host.db, "load_textual_inversion_embeddings", lambda force_reload=False: reloads.append(1))
+    jobs = []
+    real_process_images = host.processing.process_images
+    monkeypatch.setattr(host.processing, "process_images", lambda p: jobs.append(p) or real_process_images(p))
     request = PreviewRequest(prompt=PROMPT, negative_prompt="blurry", seed=5, steps=2, width=64, height=64)
     with load_sd_model_backend() as backend:
         training = trainable(backend.init_vectors("woman", 2))
@@ -199,6 +202,7 @@ def test_previews_are_txt2img_jobs_with_the_current_vectors(host, tiny_models, m
     assert ImageChops.difference(first, changed).getbbox() is not None  # no stale cached conditioning
     assert reloads == []  # a reload would have replaced the registered embedding
     assert host.processing.StableDiffusionProcessing.cached_c == [None, None]  # nothing made with it is kept
+    assert {job.sampler_name for job in jobs} == {"Euler a"}  # the preset's sampler: no host "autocorrection"
 
 
 def test_host_training_settings_are_honoured(host, tiny_models, monkeypatch):
