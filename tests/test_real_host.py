@@ -315,8 +315,8 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     page.locator("#ti_studio_stages button", has_text="3. Train").click()
     page.wait_for_function("document.querySelector('#ti_studio_train_name textarea, #ti_studio_train_name input')"
                            ".value === 'anna'")
-    for elem_id, value in (("ti_studio_train_steps", "12"), ("ti_studio_train_save_every", "4"),
-                           ("ti_studio_train_preview_every", "6"), ("ti_studio_train_lr", "0.03")):
+    for elem_id, value in (("ti_studio_train_steps", "36"), ("ti_studio_train_save_every", "12"),
+                           ("ti_studio_train_preview_every", "18"), ("ti_studio_train_lr", "0.03")):
         _field(page, elem_id).fill(value)
     page.locator("#ti_studio_train_advanced").get_by_text("Advanced", exact=True).click()
     _field(page, "ti_studio_train_size").fill("64")
@@ -333,7 +333,7 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
                 screenshot(page, "real_host_3_training")
         time.sleep(0.2)
     status = page.inner_text("#ti_studio_train_status")
-    assert "Finished at step 12" in status, status
+    assert "Finished at step 36" in status, status
     assert progress_bar_seen, "the host's progress bar never showed"
     assert len(set(points_seen)) >= 2 and points_seen == sorted(points_seen), points_seen  # the live chart grew
     page.wait_for_function("document.querySelectorAll('#ti_studio_train_gallery .thumbnail-item').length === 2")
@@ -341,8 +341,8 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
 
     # 4. Compare, then Send to txt2img: the host's paste-parameters fills txt2img and the X/Y/Z script.
     page.locator("#ti_studio_stages button", has_text="4. Compare").click()
-    snapshot_list = _wait_text(page, "#ti_studio_compare_snapshots", "anna-12")
-    assert "anna-04" in snapshot_list and "anna-08" in snapshot_list, snapshot_list
+    snapshot_list = _wait_text(page, "#ti_studio_compare_snapshots", "anna-36")
+    assert "anna-12" in snapshot_list and "anna-24" in snapshot_list, snapshot_list
     page.wait_for_function("document.querySelector('#ti_studio_compare_infotext textarea').value"
                            ".includes('X/Y/Z plot')")
     infotext = page.input_value("#ti_studio_compare_infotext textarea")
@@ -350,12 +350,12 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     screenshot(page, "real_host_4_compare")
     page.click("#ti_studio_compare_send")
     page.wait_for_function("document.querySelector('#tab_txt2img').offsetParent !== null")
-    page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value.includes('anna-04')")
+    page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value.includes('anna-12')")
     page.wait_for_function("document.querySelector('#script_txt2img_xyz_plot_x_values textarea, "
-                           "#script_txt2img_xyz_plot_x_values input')?.value.includes('anna-04')")
+                           "#script_txt2img_xyz_plot_x_values input')?.value.includes('anna-12')")
     x_values = _field(page, "script_txt2img_xyz_plot_x_values").input_value()
     y_values = _field(page, "script_txt2img_xyz_plot_y_values").input_value()
-    assert x_values.replace(" ", "") == "anna-04,anna-08,anna-12", x_values
+    assert x_values.replace(" ", "") == "anna-12,anna-24,anna-36", x_values
     assert y_values.count(",") == 3, y_values
     assert page.input_value("#tab_txt2img #script_list input") == "X/Y/Z plot"
     assert page.input_value("#txt2img_width input[type=number]") == "64"
