@@ -46,7 +46,7 @@ def build_blocks():
 def main(port: int) -> None:
     import uvicorn
 
-    from ti_studio.app import create_app
+    from ti_studio.ui.app import create_app
 
     uvicorn.run(create_app(build_blocks()), host="127.0.0.1", port=port, log_level="warning")
 

@@ -65,8 +65,8 @@ def test_job_state_reports_like_the_host_progress_route():
 
 
 def test_app_serves_the_tab_with_scripts_and_the_progress_route(tmp_path):
-    from ti_studio.app import build_blocks, create_app
-    from ti_studio.app_host import StandaloneHost
+    from ti_studio.ui.app import build_blocks, create_app
+    from ti_studio.ui.standalone_host import StandaloneHost
     from ti_studio.ui.host import HostSettings
 
     host = StandaloneHost(HostSettings(projects_root=tmp_path), model="unused")

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_app(args: argparse.Namespace, report) -> dict:
-    from ..app import serve
+    from ..ui.app import serve
 
     serve(model=args.model, port=args.port, projects_root=Path(args.projects).resolve(), device=args.device)
     return {"stopped": True}

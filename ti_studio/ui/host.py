@@ -1,5 +1,5 @@
 """What the tab needs from whoever serves it: A1111 WebUI (``ti_studio/webui/ui_host.py``) or the standalone app
-(``ti_studio/app_host.py``).
+(``ti_studio/ui/standalone_host.py``).
 
 The tab itself is the same gradio code in both. Only these few things differ: where projects live and what the
 settings say, how a long job is queued and reports progress (the host's ``shared.state`` and ``requestProgress``, or

@@ -145,7 +145,7 @@ def _blocks_strings(host: Any, exclude: tuple[str, ...]) -> set[str]:
 def tab_strings() -> set[str]:
     """Every fixed string of the tab that WebUI's localization can replace, for both kinds of host, plus the
     labels of TI Studio's section in WebUI's Settings."""
-    from ..app_host import StandaloneHost
+    from .standalone_host import StandaloneHost
     from ..webui.settings import OPTIONS
     from .host import HostSettings
 

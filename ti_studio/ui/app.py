@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .app_host import StandaloneHost
-from .ui.host import HostSettings
+from .host import HostSettings
+from .standalone_host import StandaloneHost
 
 log = logging.getLogger("ti_studio")
 
@@ -32,7 +32,7 @@ class ProgressRequest(BaseModel):
 def build_blocks(host: StandaloneHost) -> Any:
     import gradio as gr
 
-    from .ui.tab import build_tab
+    from .tab import build_tab
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         build_tab(host)
@@ -45,7 +45,7 @@ def create_app(blocks: Any, host: StandaloneHost | None = None) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
 
-    from .ui.assets import head_html
+    from .assets import head_html
 
     app = FastAPI(title=TITLE)
     head = head_html()
@@ -73,8 +73,8 @@ def create_app(blocks: Any, host: StandaloneHost | None = None) -> Any:
 
 def _add_http_routes(app: Any, host: StandaloneHost) -> None:
     """The same ``/ti-studio/v1/`` routes WebUI serves under ``--api``: the app is local, so no credentials."""
-    from .training.jobs import TrainJobs
-    from .webui.routes import create_router
+    from ..training.jobs import TrainJobs
+    from ..webui.routes import create_router
 
     jobs = TrainJobs(load_backend=host.load_backend, release_backend=host.release_backend, gpu_lock=host.gpu_lock)
     app.include_router(create_router(credentials=None, gpu_lock=host.gpu_lock, jobs=jobs))

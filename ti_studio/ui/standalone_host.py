@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from .training.backend import TrainingBackend
-from .ui.host import HostSettings, JobProgress
-from .ui.job_state import JobState
+from ..training.backend import TrainingBackend
+from .host import HostSettings, JobProgress
+from .job_state import JobState
 
 
 class StandaloneHost:
@@ -53,7 +53,7 @@ class StandaloneHost:
         return self._model
 
     def load_backend(self, model: str, precision: str) -> TrainingBackend:
-        from .backends.diffusers_backend import DiffusersBackend
+        from ..backends.diffusers_backend import DiffusersBackend
 
         return DiffusersBackend.load(model.strip() or self._model, device=self._device, precision=precision)
 
