@@ -20,6 +20,14 @@ def job_text(*lines: str) -> str:
     return "<div class='ti-studio-job'>" + "<br>".join(html.escape(line) for line in lines) + "</div>\n"
 
 
+def job_boxes(prefix: str) -> tuple[gr.Textbox, gr.HTML]:
+    """A long job's hidden task-id input and its status box, with the live-progress box between them. The element ids
+    ``<prefix>_progress`` and ``<prefix>_status`` are what ``javascript/ti_studio_progress.js`` fills and follows."""
+    task_id = gr.Textbox(visible=False)
+    gr.HTML(elem_id=f"{prefix}_progress")
+    return task_id, gr.HTML(elem_id=f"{prefix}_status")
+
+
 def gallery_items(dataset: Path) -> list[Path]:
     """The dataset's images, in file-name order (the order captions and crops are listed everywhere)."""
     return list_photos(dataset) if dataset.is_dir() else []

@@ -19,7 +19,7 @@ from ..compare.grid import GridRequest, render_grid
 from ..compare.xyz import DEFAULT_Y_VALUES
 from ..errors import UserError
 from ..project import Project
-from .common import ProjectPicker, StageView, job_text
+from .common import ProjectPicker, StageView, job_boxes, job_text
 from .host import Host
 from .messages import guarded, info_html
 
@@ -53,20 +53,23 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         with gr.Row():
             render = gr.Button("Render grid", variant="primary", elem_id="ti_studio_compare_render")
             interrupt = gr.Button("Interrupt", elem_id="ti_studio_compare_interrupt")
-        task_id = gr.Textbox(visible=False)
-        progress = gr.HTML(elem_id="ti_studio_compare_progress")
-    status = gr.HTML(elem_id="ti_studio_compare_status")
-    if host.kind == "standalone":
+        task_id, status = job_boxes("ti_studio_compare")
         grid_image = gr.Image(label="Comparison grid", type="pil", interactive=False,
                               elem_id="ti_studio_compare_grid")
+    else:
+        status = gr.HTML(elem_id="ti_studio_compare_status")
 
-    def chosen(project: Project, run_name: str, steps: list[str]) -> tuple[str, list[Snapshot]]:
+    def ticked(run_name: str, steps: list[str]) -> list[int]:
         if not run_name:
             raise UserError("this project has no training run yet: train one in the Train tab")
-        config, available = load_run(project.run_dir(run_name))
         if not steps:
             raise UserError("tick at least one snapshot")
-        return config.name, choose(available, steps=[int(step) for step in steps])
+        return [int(step) for step in steps]
+
+    def chosen(project: Project, run_name: str, steps: list[str]) -> list[Snapshot]:
+        wanted = ticked(run_name, steps)
+        _, available = load_run(project.run_dir(run_name))
+        return choose(available, steps=wanted)
 
     @guarded(3)
     def show_runs(project_name: str) -> list:
@@ -91,9 +94,8 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
                       negative_text: str, seed_value: float) -> Comparison:
         """The same comparison the CLI and the HTTP route make (image size = the run's training size)."""
         project = picker.project(project_name)
-        _, picked = chosen(project, run_name, steps)
         y = [value.strip() for value in y_text.split(",") if value.strip()]
-        return compare_run(project.run_dir(run_name), steps=[s.step for s in picked], y_values=y,
+        return compare_run(project.run_dir(run_name), steps=ticked(run_name, steps), y_values=y,
                            prompt_template=prompt_text.strip(), negative_prompt=negative_text.strip(),
                            seed=int(seed_value or 0))
 
@@ -107,17 +109,15 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     @guarded(1)
     def register(project_name: str, run_name: str, steps: list[str]) -> str:
         project = picker.project(project_name)
-        _, picked = chosen(project, run_name, steps)
         folder = project.root / "compare" / run_name
-        export(picked, folder)
+        export(chosen(project, run_name, steps), folder)
         return info_html(host.register_snapshots(folder))
 
     @guarded(1)
     def export_to(project_name: str, run_name: str, steps: list[str], folder: str) -> str:
         if not folder.strip():
             raise UserError("type the folder to export to")
-        _, picked = chosen(picker.project(project_name), run_name, steps)
-        written = export(picked, Path(folder.strip()).expanduser())
+        written = export(chosen(picker.project(project_name), run_name, steps), Path(folder.strip()).expanduser())
         return info_html(f"Exported {len(written)} snapshots to {folder.strip()}.")
 
     def grid(*form: Any) -> list:

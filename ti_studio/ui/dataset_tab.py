@@ -19,7 +19,7 @@ from ..crop.detectors import DETECTORS, create_detector
 from ..crop.framing import FACE_FRACTIONS, CropBox, FramingConfig
 from ..errors import UserError
 from ..images import ImageError, list_photos, open_photo
-from .common import ProjectPicker, StageView, gallery_items, job_text
+from .common import ProjectPicker, StageView, gallery_items, job_boxes, job_text
 from .host import Host
 from .messages import guarded, info_html
 
@@ -53,9 +53,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     with gr.Row():
         run = gr.Button("Crop photos", variant="primary", elem_id="ti_studio_crop_run")
         interrupt = gr.Button("Interrupt", elem_id="ti_studio_crop_interrupt")
-    task_id = gr.Textbox(visible=False)
-    progress = gr.HTML(elem_id="ti_studio_crop_progress")
-    status = gr.HTML(elem_id="ti_studio_crop_status")
+    task_id, status = job_boxes("ti_studio_crop")
     gallery = gr.Gallery(label="Crops (click one to adjust it)", columns=6, height="auto", allow_preview=False,
                          elem_id="ti_studio_crop_gallery")
     names = gr.State([])

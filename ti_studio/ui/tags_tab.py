@@ -16,7 +16,7 @@ from ..errors import UserError
 from ..tagging.models import DEFAULT_MODEL, REGISTRY
 from ..tagging.postprocess import TagOptions
 from ..tagging.tagger import TagConfig, TagRun, tag_folder
-from .common import ProjectPicker, StageView, gallery_items, job_text
+from .common import ProjectPicker, StageView, gallery_items, job_boxes, job_text
 from .host import Host
 from .messages import guarded, info_html
 
@@ -40,9 +40,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         mode = gr.Radio(WRITE_MODES, value="overwrite", label="Existing captions", elem_id="ti_studio_tag_mode",
                         scale=2)
     run = gr.Button("Tag images", variant="primary", elem_id="ti_studio_tag_run")
-    task_id = gr.Textbox(visible=False)
-    progress = gr.HTML(elem_id="ti_studio_tag_progress")
-    status = gr.HTML(elem_id="ti_studio_tag_status")
+    task_id, status = job_boxes("ti_studio_tag")
 
     with gr.Row():
         with gr.Column(scale=2):

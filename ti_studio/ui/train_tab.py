@@ -20,7 +20,7 @@ from ..training.run_files import RunFolder, read_loss_log
 from ..training.schedule import PRESETS, TUTORIAL
 from ..training.templates import list_templates
 from ..training.trainer import StepReport, TrainCallbacks, TrainResult, check_run_folder, prepare_data, train
-from .common import ProjectPicker, StageView, job_text
+from .common import ProjectPicker, StageView, job_boxes, job_text
 from .host import Host
 from .loss_chart import chart_svg
 from .messages import guarded, info_html
@@ -98,9 +98,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         start = gr.Button("Train", variant="primary", elem_id="ti_studio_train_run")
         resume = gr.Button("Resume", elem_id="ti_studio_train_resume")
         interrupt = gr.Button("Interrupt", elem_id="ti_studio_train_interrupt")
-    task_id = gr.Textbox(visible=False)
-    progress = gr.HTML(elem_id="ti_studio_train_progress")
-    status = gr.HTML(elem_id="ti_studio_train_status")
+    task_id, status = job_boxes("ti_studio_train")
     chart = gr.HTML(elem_id="ti_studio_train_chart")
     previews = gr.Gallery(label="Previews", columns=6, height="auto", elem_id="ti_studio_train_gallery")
 
