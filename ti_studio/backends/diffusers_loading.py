@@ -32,7 +32,7 @@ _COMPONENT_FILES = [
 ]
 #: What ``from_single_file`` needs besides the weights: the diffusers configs of the model family.
 _CONFIG_FILES = ["*.json", "*.txt"]
-#: The model the standalone app trains on when none is given (downloaded once into the Hugging Face cache).
+#: The model trained on when none is given (app, train, compare --grid): SD 1.5, downloaded once into the HF cache.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 #: The configs diffusers itself picks for a single file of each family (SD2: the 768 v-prediction model).
 DEFAULT_CONFIGS = {"sd1": DEFAULT_MODEL, "sd2": "stabilityai/stable-diffusion-2-1"}

@@ -7,13 +7,12 @@ import signal
 import threading
 from pathlib import Path
 
+from ..backends.diffusers_loading import DEFAULT_MODEL
 from ..errors import UserError
 from ..training.config import TrainConfig
 from ..training.schedule import TUTORIAL
 from ..training.trainer import StepReport, TrainCallbacks, check_run_folder, prepare_data, train
 
-#: The model trained on when none is given: SD 1.5, downloaded once into the Hugging Face cache.
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
