@@ -182,3 +182,36 @@ def page(chromium, request):
     screenshot(new_page, request.node.name)
     context.close()
     assert not errors, "uncaught errors on the page:\n" + "\n".join(errors)
+
+
+def field(page, elem_id: str):
+    """The text input of the gradio component ``elem_id`` (a Textbox renders a textarea, a Number an input)."""
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def train_and_watch(page, steps: int, save_every: int, preview_every: int, screenshot_name: str,
+                    poll_seconds: float = 0.3, on_poll=None) -> list[int]:
+    """Fill the Train stage (learning rate 0.03, 64 px), press Train and watch the live loss chart until the status
+    says "Finished" (at most 180 s). Returns the chart's point count at each poll that showed it; the third such
+    poll is screenshotted as ``screenshot_name``. ``on_poll(page)`` runs at every poll, for what else to watch."""
+    page.wait_for_function("document.querySelector('#ti_studio_train_name textarea, #ti_studio_train_name input')"
+                           ".value === 'anna'")
+    for elem_id, value in (("ti_studio_train_steps", steps), ("ti_studio_train_save_every", save_every),
+                           ("ti_studio_train_preview_every", preview_every), ("ti_studio_train_lr", "0.03")):
+        field(page, elem_id).fill(str(value))
+    page.locator("#ti_studio_train_advanced").get_by_text("Advanced", exact=True).click()
+    field(page, "ti_studio_train_size").fill("64")
+    page.click("#ti_studio_train_run")
+    points_seen: list[int] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "Finished" not in page.inner_text("#ti_studio_train_status"):
+        if on_poll is not None:
+            on_poll(page)
+        points = page.eval_on_selector_all("#ti_studio_train_progress polyline.ti-studio-chart-loss",
+                                           "lines => lines.map(l => l.getAttribute('points'))")
+        if points:
+            points_seen.append(len(points[0].split()))
+            if len(points_seen) == 3:
+                screenshot(page, screenshot_name)
+        time.sleep(poll_seconds)
+    return points_seen

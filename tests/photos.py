@@ -187,3 +187,11 @@ def two_image_dataset(folder: Path) -> Path:
         astronaut().crop((index * 50, 0, index * 50 + 400, 400)).save(folder / f"{index}.png")
         (folder / f"{index}.txt").write_text("1girl, smile", encoding="utf-8")
     return folder
+
+
+def face_and_no_face(folder: Path) -> Path:
+    """A photo folder with a face (``astronaut.jpg``) and a photo without one (``coffee.jpg``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    astronaut().save(folder / "astronaut.jpg", quality=92)
+    coffee().save(folder / "coffee.jpg")
+    return folder

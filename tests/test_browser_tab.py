@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import photos
-from browser import REPO_ROOT, free_port, running_server, screenshot
+from browser import REPO_ROOT, field, free_port, running_server, screenshot, train_and_watch
 from tagger_model import build_model_folder
 
 pytest_plugins = ["browser"]
@@ -43,10 +42,6 @@ def app(chromium, world):
     with running_server(command, port=port, env={"PYTHONPATH": str(REPO_ROOT), "GRADIO_ANALYTICS_ENABLED": "False"},
                         timeout=90) as running:
         yield running
-
-
-def field(page, elem_id: str):
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
 
 
 def wait_text(page, selector: str, text: str, timeout: float = 90) -> str:
@@ -125,24 +120,7 @@ def test_photos_to_compare_preset(page, app, world):
 
     # 3. Train: a short run; the loss chart in the progress box grows while it runs.
     open_stage(page, "3. Train")
-    page.wait_for_function("document.querySelector('#ti_studio_train_name textarea, #ti_studio_train_name input')"
-                           ".value === 'anna'")
-    for elem_id, value in (("ti_studio_train_steps", "16"), ("ti_studio_train_save_every", "4"),
-                           ("ti_studio_train_preview_every", "8"), ("ti_studio_train_lr", "0.03")):
-        field(page, elem_id).fill(value)
-    page.locator("#ti_studio_train_advanced").get_by_text("Advanced", exact=True).click()
-    field(page, "ti_studio_train_size").fill("64")
-    page.click("#ti_studio_train_run")
-    points_seen = []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and "Finished" not in page.inner_text("#ti_studio_train_status"):
-        points = page.eval_on_selector_all("#ti_studio_train_progress polyline.ti-studio-chart-loss",
-                                           "lines => lines.map(l => l.getAttribute('points'))")
-        if points:
-            points_seen.append(len(points[0].split()))
-            if len(points_seen) == 3:
-                screenshot(page, "tab_3_training")
-        time.sleep(0.3)
+    points_seen = train_and_watch(page, steps=16, save_every=4, preview_every=8, screenshot_name="tab_3_training")
     status = page.inner_text("#ti_studio_train_status")
     assert "Finished at step 16" in status, status
     assert len(set(points_seen)) >= 2 and points_seen == sorted(points_seen), points_seen  # the plot moved

@@ -13,10 +13,7 @@ from ti_studio.cli import main
 
 @pytest.fixture
 def photo_dir(tmp_path):
-    src = tmp_path / "photos"
-    src.mkdir()
-    photos.astronaut().save(src / "astronaut.jpg", quality=92)
-    photos.coffee().save(src / "coffee.jpg")
+    src = photos.face_and_no_face(tmp_path / "photos")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
     return src
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import REPO_ROOT, free_port, running_server, screenshot
+from browser import REPO_ROOT, field, free_port, running_server, screenshot, train_and_watch
 
 pytest_plugins = ["browser"]
 
@@ -258,10 +258,6 @@ def test_compare_export_then_hosts_xyz_plot(host, trained):
     shutil.rmtree(export, ignore_errors=True)
 
 
-def _field(page, elem_id: str):
-    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
-
-
 def _wait_text(page, selector: str, text: str, timeout: float = 120) -> str:
     # textContent, not innerText: the text of a stage or tab that is not shown counts too.
     page.wait_for_function("([s, t]) => (document.querySelector(s)?.textContent || '').includes(t)",
@@ -293,7 +289,7 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     project.press("Enter")
 
     # 1. Dataset
-    _field(page, "ti_studio_crop_source").fill(str(photos))
+    field(page, "ti_studio_crop_source").fill(str(photos))
     page.click("#ti_studio_crop_run")
     status = _wait_text(page, "#ti_studio_crop_status", "crops from 2 photos")
     assert "2 crops from 2 photos" in status, status
@@ -303,7 +299,7 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
 
     # 2. Tags
     page.locator("#ti_studio_stages button", has_text="2. Tags").click()
-    model = _field(page, "ti_studio_tag_model")
+    model = field(page, "ti_studio_tag_model")
     model.fill(str(tagger))
     model.press("Enter")
     page.click("#ti_studio_tag_run")
@@ -313,28 +309,16 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
 
     # 3. Train at 64 px on the host's model, reported through the host's progress bar.
     page.locator("#ti_studio_stages button", has_text="3. Train").click()
-    page.wait_for_function("document.querySelector('#ti_studio_train_name textarea, #ti_studio_train_name input')"
-                           ".value === 'anna'")
-    for elem_id, value in (("ti_studio_train_steps", "36"), ("ti_studio_train_save_every", "12"),
-                           ("ti_studio_train_preview_every", "18"), ("ti_studio_train_lr", "0.03")):
-        _field(page, elem_id).fill(value)
-    page.locator("#ti_studio_train_advanced").get_by_text("Advanced", exact=True).click()
-    _field(page, "ti_studio_train_size").fill("64")
-    page.click("#ti_studio_train_run")
-    progress_bar_seen, points_seen = False, []
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and "Finished" not in page.inner_text("#ti_studio_train_status"):
-        progress_bar_seen = progress_bar_seen or page.locator("#tab_ti_studio .progressDiv").count() > 0
-        points = page.eval_on_selector_all("#ti_studio_train_progress polyline.ti-studio-chart-loss",
-                                           "lines => lines.map(l => l.getAttribute('points'))")
-        if points:
-            points_seen.append(len(points[0].split()))
-            if len(points_seen) == 3:
-                screenshot(page, "real_host_3_training")
-        time.sleep(0.2)
+    progress_bar_seen = []
+
+    def watch_progress_bar(polled) -> None:
+        progress_bar_seen.append(polled.locator("#tab_ti_studio .progressDiv").count() > 0)
+
+    points_seen = train_and_watch(page, steps=36, save_every=12, preview_every=18,
+                                  screenshot_name="real_host_3_training", poll_seconds=0.2, on_poll=watch_progress_bar)
     status = page.inner_text("#ti_studio_train_status")
     assert "Finished at step 36" in status, status
-    assert progress_bar_seen, "the host's progress bar never showed"
+    assert any(progress_bar_seen), "the host's progress bar never showed"
     assert len(set(points_seen)) >= 2 and points_seen == sorted(points_seen), points_seen  # the live chart grew
     page.wait_for_function("document.querySelectorAll('#ti_studio_train_gallery .thumbnail-item').length === 2")
     screenshot(page, "real_host_3_train_done")
@@ -353,8 +337,8 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     page.wait_for_function("document.querySelector('#txt2img_prompt textarea').value.includes('anna-12')")
     page.wait_for_function("document.querySelector('#script_txt2img_xyz_plot_x_values textarea, "
                            "#script_txt2img_xyz_plot_x_values input')?.value.includes('anna-12')")
-    x_values = _field(page, "script_txt2img_xyz_plot_x_values").input_value()
-    y_values = _field(page, "script_txt2img_xyz_plot_y_values").input_value()
+    x_values = field(page, "script_txt2img_xyz_plot_x_values").input_value()
+    y_values = field(page, "script_txt2img_xyz_plot_y_values").input_value()
     assert x_values.replace(" ", "") == "anna-12,anna-24,anna-36", x_values
     assert y_values.count(",") == 3, y_values
     assert page.input_value("#tab_txt2img #script_list input") == "X/Y/Z plot"

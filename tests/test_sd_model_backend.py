@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +16,7 @@ import torch
 from PIL import ImageChops
 
 import photos
+from host_env import host_modules
 from host_sd_model import load_host_model
 from ti_studio.errors import UserError
 from ti_studio.training.backend import ModelInfo, PreviewRequest
@@ -27,7 +26,6 @@ from ti_studio.training.run_files import read_loss_log
 from ti_studio.training.trainer import TrainCallbacks, train
 from ti_studio.webui.sd_model_backend import EMBEDDING_KEY, NO_MODEL, load_sd_model_backend
 
-HOST_DOUBLE = Path(__file__).resolve().parent / "host_double"
 NAME = "tiface"
 PROMPT = f"a photo of {NAME}, smiling"
 
@@ -42,14 +40,11 @@ def dataset(tmp_path_factory):
 @pytest.fixture
 def host(monkeypatch):
     """The host double importable for this test only; its ``modules*`` leave ``sys.modules`` afterwards."""
-    assert "modules" not in sys.modules, "another test left host modules behind"
-    monkeypatch.syspath_prepend(str(HOST_DOUBLE))
-    from modules import devices, processing, sd_hijack, sd_hijack_checkpoint, shared
+    with host_modules(monkeypatch):
+        from modules import devices, processing, sd_hijack, sd_hijack_checkpoint, shared
 
-    yield SimpleNamespace(devices=devices, processing=processing, sd_hijack=sd_hijack,
-                          checkpoint=sd_hijack_checkpoint, shared=shared, db=sd_hijack.model_hijack.embedding_db)
-    for name in [name for name in sys.modules if name == "modules" or name.startswith("modules.")]:
-        del sys.modules[name]
+        yield SimpleNamespace(devices=devices, processing=processing, sd_hijack=sd_hijack,
+                              checkpoint=sd_hijack_checkpoint, shared=shared, db=sd_hijack.model_hijack.embedding_db)
 
 
 def loaded(host, tiny_models, kind="sd1"):

@@ -7,7 +7,6 @@ FastAPI app, and every route runs the real core: MTCNN on a real photo, the tiny
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,35 +19,22 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import photos
+from host_env import HOST_DOUBLE, ROOT, SCRIPT, host_modules, load_script
 from tagger_model import build_model_folder
 from ti_studio.tagging.tagger import unload_taggers
 from ti_studio.webui import CALLBACK_NAME, routes
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST_DOUBLE = Path(__file__).resolve().parent / "host_double"
-SCRIPT = ROOT / "scripts" / "ti_studio.py"
 API = "/ti-studio/v1"
 
 
 @pytest.fixture
 def host(monkeypatch):
     """The host double importable for this test only; its ``modules*`` leave ``sys.modules`` afterwards."""
-    assert "modules" not in sys.modules, "another test left host modules behind"
-    monkeypatch.syspath_prepend(str(HOST_DOUBLE))
-    from modules import call_queue, script_callbacks, shared
+    with host_modules(monkeypatch):
+        from modules import call_queue, script_callbacks, shared
 
-    monkeypatch.setattr(shared.cmd_opts, "api", True)
-    yield SimpleNamespace(shared=shared, script_callbacks=script_callbacks, call_queue=call_queue)
-    for name in [name for name in sys.modules if name == "modules" or name.startswith("modules.")]:
-        del sys.modules[name]
-
-
-def load_script(monkeypatch) -> None:
-    """Import ``scripts/ti_studio.py`` as the host does (modules/script_loading.py L10-16, scripts.py L510-515)."""
-    with monkeypatch.context() as patch:
-        patch.syspath_prepend(str(ROOT))
-        spec = importlib.util.spec_from_file_location(SCRIPT.name, SCRIPT)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        monkeypatch.setattr(shared.cmd_opts, "api", True)
+        yield SimpleNamespace(shared=shared, script_callbacks=script_callbacks, call_queue=call_queue)
 
 
 def start_app(host, monkeypatch) -> FastAPI:
@@ -74,11 +60,7 @@ def tagger_dir(tmp_path_factory):
 
 @pytest.fixture
 def photo_dir(tmp_path):
-    src = tmp_path / "photos"
-    src.mkdir()
-    photos.astronaut().save(src / "astronaut.jpg", quality=92)
-    photos.coffee().save(src / "coffee.jpg")
-    return src
+    return photos.face_and_no_face(tmp_path / "photos")
 
 
 def caption_dataset(folder: Path, captions: dict[str, str]) -> Path:

@@ -6,36 +6,25 @@ paste-parameters registry; long jobs go through ``wrap_gradio_gpu_call`` with th
 progress in ``shared.state``; Interrupt stops them; errors come back as one line in the status, never as a trace.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 import photos
-
-ROOT = Path(__file__).resolve().parents[1]
-HOST_DOUBLE = Path(__file__).resolve().parent / "host_double"
-SCRIPT = ROOT / "scripts" / "ti_studio.py"
+from host_env import host_modules, load_script
 
 
 @pytest.fixture
 def host(monkeypatch, tmp_path):
     """The host double for this test only, with a settings object and the job state the UI uses."""
-    assert "modules" not in sys.modules, "another test left host modules behind"
-    monkeypatch.syspath_prepend(str(HOST_DOUBLE))
-    from modules import call_queue, infotext_utils, options, paths_internal, progress, script_callbacks, shared
+    with host_modules(monkeypatch):
+        from modules import call_queue, infotext_utils, options, paths_internal, progress, script_callbacks, shared
 
-    monkeypatch.setattr(paths_internal, "default_output_dir", str(tmp_path / "outputs"))
-    with monkeypatch.context() as patch:
-        patch.syspath_prepend(str(ROOT))
-        spec = importlib.util.spec_from_file_location(SCRIPT.name, SCRIPT)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    yield SimpleNamespace(shared=shared, script_callbacks=script_callbacks, infotext_utils=infotext_utils,
-                          progress=progress, call_queue=call_queue, options=options, outputs=tmp_path / "outputs")
-    for name in [name for name in sys.modules if name == "modules" or name.startswith("modules.")]:
-        del sys.modules[name]
+        monkeypatch.setattr(paths_internal, "default_output_dir", str(tmp_path / "outputs"))
+        load_script(monkeypatch)
+        yield SimpleNamespace(shared=shared, script_callbacks=script_callbacks, infotext_utils=infotext_utils,
+                              progress=progress, call_queue=call_queue, options=options, outputs=tmp_path / "outputs")
 
 
 @pytest.fixture
