@@ -192,6 +192,22 @@ def test_caption_stats_edit_and_undo(client, tmp_path):
     assert {stem: (dataset / f"{stem}.txt").read_text(encoding="utf-8") for stem in originals} == originals
 
 
+def test_caption_undo_reports_captions_edited_since(client, tmp_path):
+    """A caption changed by hand after the edit is left alone by undo, named relative to the dataset, and its old
+    text stays in the kept backup."""
+    dataset = caption_dataset(tmp_path / "dataset", {"a": "1girl, smile", "b": "1girl, watermark"})
+    edit = client.post(f"{API}/captions/edit", json={"dataset": str(dataset), "prepend": ["sks"]})
+    assert edit.status_code == 200 and edit.json()["changed"] == 2, edit.text
+    (dataset / "b.txt").write_text("sks, 1girl, edited by hand", encoding="utf-8")
+
+    undo = client.post(f"{API}/captions/undo", json={"dataset": str(dataset)})
+    assert undo.status_code == 200, undo.text
+    assert undo.json()["changed"] == 1 and undo.json()["skipped"] == ["b.txt"]
+    assert Path(undo.json()["kept_backup"]).is_dir()
+    assert (dataset / "a.txt").read_text(encoding="utf-8") == "1girl, smile"
+    assert (dataset / "b.txt").read_text(encoding="utf-8") == "sks, 1girl, edited by hand"
+
+
 # --- errors and auth --------------------------------------------------------------------------------------------
 
 

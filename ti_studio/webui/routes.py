@@ -346,7 +346,8 @@ def create_router(credentials: Optional[Mapping[str, str]], gpu_lock: AbstractCo
 
     @router.post("/captions/undo", response_model=UndoResponse)
     def caption_undo(request: DatasetRequest) -> dict:
-        result = CaptionStore(request.dataset).undo()
+        store = CaptionStore(request.dataset)
+        result = store.undo()
         return {
             "undone": result.entry.description,
             "changed": len(result.restored),
