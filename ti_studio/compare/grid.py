@@ -49,12 +49,10 @@ class GridRequest:
 
     @property
     def rows(self) -> list[str]:
-        return list(self.y_values) or [""]
+        return self.y_values or [""]
 
     def prompt(self, snapshot: Snapshot, y_value: str) -> str:
-        """The cell's prompt, written the way the preset's first prompt is (no dangling comma without a Y value)."""
-        text = self.preset.prompt_template.replace("[name]", snapshot.compare_name).replace("[y]", y_value)
-        return text.strip().rstrip(",").strip()
+        return self.preset.cell_prompt(snapshot.compare_name, y_value)
 
 
 def render_grid(backend: TrainingBackend, request: GridRequest,
@@ -64,6 +62,7 @@ def render_grid(backend: TrainingBackend, request: GridRequest,
     when ``should_stop()`` turns true the cells not rendered yet stay blank and the partial grid is returned."""
     if not request.snapshots:
         raise UserError("choose at least one snapshot for the grid")
+    preset = request.preset
     total = len(request.snapshots) * len(request.rows)
     cells: dict[tuple[int, int], Image.Image] = {}
     done = 0
@@ -72,7 +71,6 @@ def render_grid(backend: TrainingBackend, request: GridRequest,
         for row, y_value in enumerate(request.rows):
             if should_stop is not None and should_stop():
                 return compose(request, cells)
-            preset = request.preset
             preview = PreviewRequest(prompt=request.prompt(snapshot, y_value), negative_prompt=preset.negative_prompt,
                                      seed=preset.seed, steps=preset.steps, cfg_scale=preset.cfg_scale,
                                      width=preset.width, height=preset.height)

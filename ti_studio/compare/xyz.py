@@ -48,8 +48,11 @@ class XyzPreset:
     @property
     def prompt(self) -> str:
         """The prompt with the first X and Y values: Prompt S/R searches for exactly these."""
-        first_y = self.y_values[0] if self.y_values else ""
-        text = self.prompt_template.replace("[name]", self.names[0]).replace("[y]", first_y)
+        return self.cell_prompt(self.names[0], self.y_values[0] if self.y_values else "")
+
+    def cell_prompt(self, name: str, y_value: str) -> str:
+        """The template with ``name`` and ``y_value`` filled in, without a dangling comma where ``y_value`` is ""."""
+        text = self.prompt_template.replace("[name]", name).replace("[y]", y_value)
         return text.strip().rstrip(",").strip()
 
     def infotext(self) -> str:
