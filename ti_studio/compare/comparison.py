@@ -19,10 +19,14 @@ FALLBACK_SIZE = 512
 
 @dataclass(frozen=True)
 class Comparison:
-    infotext: str  # paste into txt2img's prompt box, then "read generation parameters"
     snapshots: list[Snapshot]
+    preset: XyzPreset  # the X/Y/Z plot over the snapshots; the standalone grid draws the same (compare.grid)
     exported: list[Path] = field(default_factory=list)
-    preset: XyzPreset | None = None  # what the infotext says: the standalone grid draws the same (compare.grid)
+
+    @property
+    def infotext(self) -> str:
+        """The preset as txt2img reads it: paste into the prompt box, then "read generation parameters"."""
+        return self.preset.infotext()
 
     def to_json(self) -> dict:
         return {"infotext": self.infotext, "exported": [str(path) for path in self.exported],
@@ -45,4 +49,4 @@ def compare_run(run_dir: str | Path, steps: list[int] | None = None,
                        prompt_template=prompt_template, negative_prompt=negative_prompt, seed=seed,
                        width=size, height=size)
     exported = export(chosen, export_to) if export_to else []
-    return Comparison(infotext=preset.infotext(), snapshots=chosen, exported=exported, preset=preset)
+    return Comparison(snapshots=chosen, preset=preset, exported=exported)
