@@ -13,6 +13,7 @@ import pytest
 
 import photos
 from host_env import host_modules, load_script
+from ti_studio.training.run_files import read_loss_log
 
 
 @pytest.fixture
@@ -167,6 +168,10 @@ def test_training_runs_on_the_host_model_then_compare_registers_the_snapshots(ho
     run_choice, snapshots, _ = show_runs("anna")
     assert run_choice["value"] == "anna"
     assert [value for _, value in snapshots["choices"]] == ["4", "8"]
+    log = read_loss_log(project_dataset.parent / "runs" / "anna" / "loss.csv")
+    fixed_losses = {row["step"]: row["fixed_loss"] for row in log if row["step"] and row["fixed_loss"] is not None}
+    starred = [value for label, value in snapshots["choices"] if label.endswith(" ★")]
+    assert starred == [str(min(fixed_losses, key=fixed_losses.get))]  # the lowest fixed-noise loss
     preset, _ = handler(tab, "ti_studio_compare_build")
     infotext, _ = preset("anna", "anna", ["4", "8"], "short hair, long hair", "a photo of [name], [y]", "", 1)
     assert "Script: X/Y/Z plot" in infotext and 'X Values: "anna-4,anna-8"' in infotext

@@ -2,7 +2,8 @@
 
 Layout (DESIGN §3): ``project.json`` (the photo folder the crops came from: read, never written), ``dataset/``
 (crops + ``.txt`` captions, with ``dataset/.ti_studio/`` for crop parameters, caption backups and the undo
-journal) and ``runs/<embedding name>/`` (one training run each). The tab works on one project at a time, so the
+journal), ``runs/<embedding name>/`` (one training run each) and ``compare/<run>/`` (the snapshots a comparison
+loaded into WebUI, under their comparison names). The tab works on one project at a time, so the
 user types a name once instead of three folder paths.
 """
 
@@ -37,6 +38,9 @@ class Project:
 
     def run_dir(self, embedding_name: str) -> Path:
         return self.runs / embedding_name
+
+    def compare_dir(self, run_name: str) -> Path:
+        return self.root / "compare" / run_name
 
     def source(self) -> str:
         """The photo folder last cropped from ("" before the first crop)."""

@@ -65,10 +65,16 @@ def choose(snapshots: list[Snapshot], steps: list[int] | None = None, count: int
     if len(snapshots) <= count:
         return list(snapshots)
     picked = {snapshots[round(i * (len(snapshots) - 1) / (count - 1))].step for i in range(count)}
-    measured = [s for s in snapshots if s.fixed_loss is not None]
-    if measured:
-        picked.add(min(measured, key=lambda s: s.fixed_loss).step)
+    lowest = best(snapshots)
+    if lowest is not None:
+        picked.add(lowest.step)
     return [by_step[step] for step in sorted(picked)]
+
+
+def best(snapshots: list[Snapshot]) -> Snapshot | None:
+    """The snapshot with the lowest fixed-noise loss (the closest to the training images); None if none has one."""
+    measured = [s for s in snapshots if s.fixed_loss is not None]
+    return min(measured, key=lambda s: s.fixed_loss) if measured else None
 
 
 def export(snapshots: list[Snapshot], folder: str | Path) -> list[Path]:

@@ -14,17 +14,14 @@ from typing import Any
 import gradio as gr
 
 from ..compare.comparison import Comparison, compare_run
-from ..compare.snapshots import Snapshot, choose, export, load_run
+from ..compare.snapshots import Snapshot, best, choose, export, load_run
 from ..compare.grid import GridRequest, render_grid
-from ..compare.xyz import DEFAULT_Y_VALUES
+from ..compare.xyz import DEFAULT_Y_VALUES, XyzPreset
 from ..errors import UserError
 from ..project import Project
 from .common import ProjectPicker, StageView, job_boxes, job_text
 from .host import Host
 from .messages import guarded, info_html
-
-DEFAULT_PROMPT = "a photo of [name], [y]"
-
 
 def build(host: Host, picker: ProjectPicker) -> StageView:
     with gr.Row():
@@ -35,7 +32,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     with gr.Row():
         y_values = gr.Textbox(", ".join(DEFAULT_Y_VALUES), label="Y values (prompt variations, comma-separated)",
                               elem_id="ti_studio_compare_y", scale=2)
-        prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", info="[name]: each snapshot; [y]: each Y value",
+        prompt = gr.Textbox(XyzPreset.prompt_template, label="Prompt", info="[name]: each snapshot; [y]: each Y value",
                             elem_id="ti_studio_compare_prompt", scale=2)
         negative = gr.Textbox("", label="Negative prompt", elem_id="ti_studio_compare_negative", scale=2)
         seed = gr.Number(1, precision=0, label="Grid seed", elem_id="ti_studio_compare_seed", scale=1)
@@ -81,9 +78,8 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         if not run_name:
             return [gr.update(choices=[], value=[]), ""]
         _, available = load_run(picker.project(project_name).run_dir(run_name))
-        measured = [snapshot for snapshot in available if snapshot.fixed_loss is not None]
-        best = min(measured, key=lambda snapshot: snapshot.fixed_loss).step if measured else None
-        choices = [(_label(snapshot) + (" ★" if snapshot.step == best else ""), str(snapshot.step))
+        lowest = best(available)
+        choices = [(_label(snapshot) + (" ★" if snapshot is lowest else ""), str(snapshot.step))
                    for snapshot in available]
         picked = [str(snapshot.step) for snapshot in choose(available)]
         return [gr.update(choices=choices, value=picked),
@@ -94,8 +90,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
                       negative_text: str, seed_value: float) -> Comparison:
         """The same comparison the CLI and the HTTP route make (image size = the run's training size)."""
         project = picker.project(project_name)
-        y = [value.strip() for value in y_text.split(",") if value.strip()]
-        return compare_run(project.run_dir(run_name), steps=ticked(run_name, steps), y_values=y,
+        return compare_run(project.run_dir(run_name), steps=ticked(run_name, steps), y_values=y_text.split(","),
                            prompt_template=prompt_text.strip(), negative_prompt=negative_text.strip(),
                            seed=int(seed_value or 0))
 
@@ -109,7 +104,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     @guarded(1)
     def register(project_name: str, run_name: str, steps: list[str]) -> str:
         project = picker.project(project_name)
-        folder = project.root / "compare" / run_name
+        folder = project.compare_dir(run_name)
         export(chosen(project, run_name, steps), folder)
         return info_html(host.register_snapshots(folder))
 
