@@ -22,6 +22,8 @@ from .messages import guarded, info_html
 
 WRITE_MODES = [("Replace captions", "overwrite"), ("Add to captions", "append"), ("Put before captions", "prepend"),
                ("Only untagged images", "skip")]
+#: Tagging and every caption edit need the Dataset stage's crops first.
+NO_IMAGES = "this project has no images yet: crop the photos in the Dataset tab first"
 
 
 def build(host: Host, picker: ProjectPicker) -> StageView:
@@ -76,12 +78,14 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     def store_of(project_name: str) -> CaptionStore:
         dataset = picker.project(project_name).dataset
         if not dataset.is_dir():
-            raise UserError("this project has no images yet: crop the photos in the Dataset tab first")
+            raise UserError(NO_IMAGES)
         return CaptionStore(dataset)
 
-    def view(store: CaptionStore, message: str) -> list:
-        """The table, the gallery and a status line after any change."""
+    def view(store: CaptionStore, message: str | None = None) -> list:
+        """The table, the gallery and a status line (by default, the dataset's size) after any change."""
         rows = store.stats()
+        if message is None:
+            message = f"{len(store.images)} images, {len(rows)} different tags"
         choices = [(f"{row.tag} ({row.count})", row.tag) for row in rows]
         captions = {path: store.get(path) for path in store.images}
         items = [(str(path), captions[path] or "(no caption)") for path in store.images]
@@ -92,7 +96,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
         dataset = picker.project(project_name).dataset
         photos = gallery_items(dataset)
         if not photos:
-            raise UserError("this project has no images yet: crop the photos in the Dataset tab first")
+            raise UserError(NO_IMAGES)
         options = TagOptions(general_threshold=general_threshold, character_threshold=character_threshold,
                              exclude=tuple(parse_caption(excluded)))
         config = TagConfig(model=model_ref.strip() or DEFAULT_MODEL, options=options, mode=write_mode,
@@ -116,8 +120,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     def refresh(project_name: str) -> list:
         if not picker.project(project_name).dataset.is_dir():
             return [gr.update(choices=[], value=[]), [], ""]
-        store = store_of(project_name)
-        return view(store, f"{len(store.images)} images, {len(store.stats())} different tags")
+        return view(store_of(project_name))
 
     @guarded(3)
     def remove_ticked(project_name: str, ticked: list[str]) -> list:
