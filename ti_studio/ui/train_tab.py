@@ -37,7 +37,7 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     with gr.Row():
         if host.kind == "webui":
             model = gr.Textbox(value="", visible=False)
-            gr.HTML(f"<div class='ti-studio-muted'>Trains on the checkpoint loaded in WebUI (top of the page).</div>",
+            gr.HTML("<div class='ti-studio-muted'>Trains on the checkpoint loaded in WebUI (top of the page).</div>",
                     elem_id="ti_studio_train_model_note")
         else:
             model = gr.Textbox(value=host.model_label(), label="Model",
@@ -149,7 +149,8 @@ def _config(values: dict[str, Any], default_name: str, precision: str) -> TrainC
 
 def _train(host: Host, config: TrainConfig, dataset: Path, run_dir: Path, resume: bool, model: str) -> list:
     job = host.progress()
-    rows = read_loss_log(RunFolder(run_dir, config.name).loss_log) if resume else []
+    folder = RunFolder(run_dir, config.name)
+    rows = read_loss_log(folder.loss_log) if resume else []
     job.start(config.steps, job_text(f"Loading the model for {config.name}..."))
     backend = host.load_backend(model, config.precision)
     try:
@@ -165,7 +166,6 @@ def _train(host: Host, config: TrainConfig, dataset: Path, run_dir: Path, resume
                        callbacks=TrainCallbacks(on_step=on_step, should_stop=job.interrupted, on_status=on_status))
     finally:
         host.release_backend(backend)
-    folder = RunFolder(run_dir, config.name)
     return [chart_svg(read_loss_log(folder.loss_log)), _previews(folder), _result_html(result)]
 
 
