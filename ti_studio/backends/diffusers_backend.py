@@ -27,7 +27,6 @@ from ..training.backend import (EMBEDDING_KEY, ModelInfo, NoiseSchedule, Preview
 from .diffusers_loading import StableDiffusionParts, load_parts, resolve_device, resolve_dtype
 from .prompt_chunks import Chunk, SpecialTokens, chunk_prompts
 
-#: SD1/SD2 embeddings have one text encoder; this is the key their ``.safetensors`` files use.
 _TOKENIZE_CACHE = 8192  # prompt fragments: tag shuffling makes many prompts, but from few distinct fragments
 
 

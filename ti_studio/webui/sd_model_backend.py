@@ -39,7 +39,6 @@ from ..errors import UserError
 from ..training.backend import (EMBEDDING_KEY, PREVIEW_SAMPLER, ModelInfo, NoiseSchedule, PreviewRequest,
                                 TextEncoderInfo, Vectors, embedding_rows)
 
-#: SD1/SD2 embeddings have one text encoder; this is the key their ``.safetensors`` files use.
 #: ldm's ``parameterization`` -> the trainer's prediction type (ddpm.py L71-83 @cf1d67a).
 _PREDICTION_TYPES = {"eps": "epsilon", "v": "v_prediction"}
 _PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
