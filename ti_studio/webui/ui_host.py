@@ -96,8 +96,9 @@ class WebuiHost:
         database = sd_hijack.model_hijack.embedding_db
         database.add_embedding_dir(str(folder))
         database.load_textual_inversion_embeddings(force_reload=True)
-        loaded = [path.stem for path in folder.iterdir() if path.stem in database.word_embeddings]
-        skipped = [path.stem for path in folder.iterdir() if path.stem in database.skipped_embeddings]
+        names = [path.stem for path in folder.iterdir()]
+        loaded = [name for name in names if name in database.word_embeddings]
+        skipped = [name for name in names if name in database.skipped_embeddings]
         message = f"{len(loaded)} snapshots loaded for txt2img from {folder}."
         if skipped:
             message += (f" {len(skipped)} were skipped: they do not fit the loaded checkpoint (trained on another "
