@@ -168,7 +168,7 @@ def test_training_runs_on_the_host_model_then_compare_registers_the_snapshots(ho
     run_choice, snapshots, _ = show_runs("anna")
     assert run_choice["value"] == "anna"
     assert [value for _, value in snapshots["choices"]] == ["4", "8"]
-    log = read_loss_log(project_dataset.parent / "runs" / "anna" / "loss.csv")
+    log = read_loss_log(run / "loss.csv")
     fixed_losses = {row["step"]: row["fixed_loss"] for row in log if row["step"] and row["fixed_loss"] is not None}
     starred = [value for label, value in snapshots["choices"] if label.endswith(" ★")]
     assert starred == [str(min(fixed_losses, key=fixed_losses.get))]  # the lowest fixed-noise loss
