@@ -116,3 +116,18 @@ def test_messages_are_one_sentence_for_what_users_meet(caplog):
 
     first, second, status = failing("input")
     assert first == second == gr.update() and "bad input" in status and "ti-studio-error" in status
+
+
+def test_the_app_frees_the_model_when_a_job_releases_it(tmp_path, tiny_models):
+    """The app loads a model per job and drops it at the end: released, its networks are gone at once, although the
+    job's caller still holds the backend object."""
+    import weakref
+
+    from ti_studio.ui.host import HostSettings
+    from ti_studio.ui.standalone_host import StandaloneHost
+
+    host = StandaloneHost(HostSettings(projects_root=tmp_path), model=str(tiny_models["sd1"]), device="cpu")
+    backend = host.load_backend("", "auto")
+    unet = weakref.ref(backend._parts.unet)
+    host.release_backend(backend)
+    assert unet() is None

@@ -84,6 +84,13 @@ class DiffusersBackend:
         dtype = resolve_dtype(precision, chosen_device)
         return cls(load_parts(model, dtype, config), chosen_device, dtype, clip_skip)
 
+    def close(self) -> None:
+        """Drop the networks now. The backend itself is freed only by a garbage-collection pass (its tokenizer cache
+        refers back to it), so without this a caller that releases the model keeps it in memory, and on CUDA in
+        torch's cache, until the collector happens to run. The backend cannot be used afterwards."""
+        self._tokenize_one.cache_clear()
+        self._parts = self._preview_pipeline = self._token_rows = None
+
     # -- what the model is --------------------------------------------------------------------------------------
 
     def model_info(self) -> ModelInfo:

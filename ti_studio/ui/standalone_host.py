@@ -60,7 +60,7 @@ class StandaloneHost:
     def release_backend(self, backend: TrainingBackend) -> None:
         import torch
 
-        del backend
+        backend.close()
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
