@@ -7,7 +7,6 @@ model stays bit-identical, and closing the backend gives the host back every pie
 
 from __future__ import annotations
 
-import hashlib
 import re
 from types import SimpleNamespace
 
@@ -18,6 +17,7 @@ from PIL import ImageChops
 import photos
 from host_env import host_modules
 from host_sd_model import load_host_model
+from tiny_sd import weights_fingerprint
 from ti_studio.errors import UserError
 from ti_studio.training.backend import ModelInfo, PreviewRequest
 from ti_studio.training.config import TrainConfig
@@ -28,8 +28,6 @@ from ti_studio.webui.sd_model_backend import EMBEDDING_KEY, NO_MODEL, load_sd_mo
 
 NAME = "tiface"
 PROMPT = f"a photo of {NAME}, smiling"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +58,6 @@ def config(**changes) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def fingerprint(model: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def host_embedding(vec: torch.Tensor, name: str = NAME):
     """An embedding as the host holds one it loaded from a file (textual_inversion.py L312-317)."""
     from modules.textual_inversion.textual_inversion import Embedding
@@ -89,7 +79,7 @@ def test_training_learns_through_the_host_and_gives_the_host_its_state_back(host
     model = loaded(host, tiny_models)
     unfrozen = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
     assert unfrozen  # like ldm, the double leaves the UNet's weights trainable
-    before = fingerprint(model)
+    before = weights_fingerprint(model)
     collected = []
     monkeypatch.setattr(host.devices, "torch_gc", lambda: collected.append(True))
     during = []
@@ -113,7 +103,7 @@ def test_training_learns_through_the_host_and_gives_the_host_its_state_back(host
     assert {key: trained.metadata[key] for key in ("model_family", "sd_checkpoint_name", "sd_checkpoint")} == {
         "model_family": "sd1", "sd_checkpoint_name": "sd1", "sd_checkpoint": "0123456789"}
 
-    assert fingerprint(model) == before
+    assert weights_fingerprint(model) == before
     assert all(parameter.grad is None for parameter in model.parameters())
     assert {name for name, parameter in model.named_parameters() if parameter.requires_grad} == unfrozen
     assert host.db.word_embeddings == {} and host.db.ids_lookup == {}

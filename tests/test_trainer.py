@@ -1,12 +1,11 @@
 """The trainer on a tiny diffusers Stable Diffusion: it learns, touches nothing but the embedding, resumes exactly."""
 
-import hashlib
-
 import pytest
 import torch
 from PIL import Image
 
 import photos
+from tiny_sd import weights_fingerprint
 from ti_studio.backends.diffusers_backend import DiffusersBackend
 from ti_studio.errors import UserError
 from ti_studio.training.config import TrainConfig
@@ -38,12 +37,7 @@ def config(**changes) -> TrainConfig:
 
 
 def _fingerprint(backend) -> str:
-    digest = hashlib.sha256()
-    for network in (backend._parts.unet, backend._parts.text_encoder, backend._parts.vae):
-        for name, tensor in sorted(network.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+    return weights_fingerprint(backend._parts.unet, backend._parts.text_encoder, backend._parts.vae)
 
 
 @pytest.mark.parametrize("norm_control", ["off", "cap", "directional"])

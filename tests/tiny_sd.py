@@ -13,6 +13,7 @@ re-drawn, so every layer really transforms its input.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -23,6 +24,17 @@ from clip_tokenizer import build_clip_tokenizer
 KINDS = ("sd1", "sd2-v")
 TEXT_WIDTH = {"sd1": 32, "sd2-v": 64}  # different widths, so a test catches width mix-ups (real: 768 / 1024)
 IMAGE_SIZE = 64  # native size of the tiny models: the UNet's 8x8 sample size times the VAE's 8x
+
+
+def weights_fingerprint(*networks: nn.Module) -> str:
+    """A hash of every weight of ``networks``, bit for bit: equal before and after training means nothing but the
+    embedding was trained."""
+    digest = hashlib.sha256()
+    for network in networks:
+        for name, tensor in sorted(network.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def build_tiny_sd(folder: str | Path, kind: str = "sd1", seed: int = 0) -> Path:
