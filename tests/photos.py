@@ -189,6 +189,19 @@ def two_image_dataset(folder: Path) -> Path:
     return folder
 
 
+def captioned_dataset(folder: Path, captions: dict[str, str | bytes | None]) -> Path:
+    """Tiny white images ``<stem>.png`` with their captions: text is written as UTF-8, bytes as they are (BOMs,
+    UTF-16), and None leaves the image without a caption file. For the caption editor, which never reads pixels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, caption in captions.items():
+        Image.new("RGB", (4, 4), "white").save(folder / f"{stem}.png")
+        if isinstance(caption, str):
+            caption = caption.encode("utf-8")
+        if caption is not None:
+            (folder / f"{stem}.txt").write_bytes(caption)
+    return folder
+
+
 def face_and_no_face(folder: Path) -> Path:
     """A photo folder with a face (``astronaut.jpg``) and a photo without one (``coffee.jpg``)."""
     folder.mkdir(parents=True, exist_ok=True)

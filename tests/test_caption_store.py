@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import photos
 from ti_studio.captions.ops import Chain, Dedupe, Prepend, Remove, Replace, Sort, TagCount
 from ti_studio.captions.store import CaptionStore, read_caption
 from ti_studio.errors import UserError
@@ -25,12 +26,7 @@ CAPTIONS = {
 
 
 def make_dataset(root: Path, captions: dict[str, bytes | None] = CAPTIONS) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, data in captions.items():
-        Image.new("RGB", (4, 4), "white").save(root / f"{name}.png")
-        if data is not None:
-            (root / f"{name}.txt").write_bytes(data)
-    return root
+    return photos.captioned_dataset(root, captions)
 
 
 def caption_bytes(root: Path) -> dict[str, bytes | None]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import photos
 from ti_studio.commands import captions as captions_command
 from ti_studio.errors import UserError
 
@@ -41,13 +42,8 @@ def run(argv: list[str], capsys) -> tuple[int, dict | None, str, str]:
 
 @pytest.fixture
 def dataset(tmp_path) -> Path:
-    root = tmp_path / "ds"
-    root.mkdir()
-    captions = {"a": "1girl, long_hair, smile, watermark", "b": "1boy, long hair, watermark", "c": "smile"}
-    for name, text in captions.items():
-        Image.new("RGB", (4, 4)).save(root / f"{name}.png")
-        (root / f"{name}.txt").write_text(text)
-    return root
+    return photos.captioned_dataset(tmp_path / "ds", {"a": "1girl, long_hair, smile, watermark",
+                                                       "b": "1boy, long hair, watermark", "c": "smile"})
 
 
 def text(root: Path, name: str) -> str:

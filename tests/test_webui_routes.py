@@ -63,14 +63,6 @@ def photo_dir(tmp_path):
     return photos.face_and_no_face(tmp_path / "photos")
 
 
-def caption_dataset(folder: Path, captions: dict[str, str]) -> Path:
-    folder.mkdir()
-    for stem, text in captions.items():
-        Image.new("RGB", (64, 64), "white").save(folder / f"{stem}.png")
-        (folder / f"{stem}.txt").write_text(text, encoding="utf-8")
-    return folder
-
-
 # --- registration -----------------------------------------------------------------------------------------------
 
 
@@ -169,7 +161,7 @@ def test_tag_a_folder_under_the_gpu_lock(client, host, tagger_dir, tmp_path, mon
 
 def test_caption_stats_edit_and_undo(client, tmp_path):
     originals = {"a": "1girl, smile, watermark", "b": "1girl, long_hair", "c": "smile"}
-    dataset = caption_dataset(tmp_path / "dataset", originals)
+    dataset = photos.captioned_dataset(tmp_path / "dataset", originals)
 
     stats = client.get(f"{API}/captions/stats", params={"dataset": str(dataset)})
     assert stats.status_code == 200, stats.text
@@ -195,7 +187,7 @@ def test_caption_stats_edit_and_undo(client, tmp_path):
 def test_caption_undo_reports_captions_edited_since(client, tmp_path):
     """A caption changed by hand after the edit is left alone by undo, named relative to the dataset, and its old
     text stays in the kept backup."""
-    dataset = caption_dataset(tmp_path / "dataset", {"a": "1girl, smile", "b": "1girl, watermark"})
+    dataset = photos.captioned_dataset(tmp_path / "dataset", {"a": "1girl, smile", "b": "1girl, watermark"})
     edit = client.post(f"{API}/captions/edit", json={"dataset": str(dataset), "prepend": ["sks"]})
     assert edit.status_code == 200 and edit.json()["changed"] == 2, edit.text
     (dataset / "b.txt").write_text("sks, 1girl, edited by hand", encoding="utf-8")
@@ -223,7 +215,7 @@ def test_caption_undo_reports_captions_edited_since(client, tmp_path):
     ("post", "captions/undo", {"dataset": "{captions}"}, "nothing to undo"),
 ])
 def test_user_errors_are_400_with_the_one_line_message(client, tmp_path, photo_dir, method, route, body, message):
-    captions = caption_dataset(tmp_path / "captions", {"a": "smile"})
+    captions = photos.captioned_dataset(tmp_path / "captions", {"a": "smile"})
     places = {"tmp": tmp_path, "photos": photo_dir, "captions": captions}
     if body is None:
         answer = client.get(f"{API}/{route}", params={"dataset": str(tmp_path)})
@@ -251,7 +243,7 @@ def test_other_exceptions_propagate_to_the_host(client, monkeypatch, tmp_path):
 def test_api_auth_protects_the_routes(host, monkeypatch, tmp_path):
     monkeypatch.setattr(host.shared.cmd_opts, "api_auth", "alice:s3cret,bob:pa:ss")
     client = TestClient(start_app(host, monkeypatch))
-    dataset = caption_dataset(tmp_path / "dataset", {"a": "smile"})
+    dataset = photos.captioned_dataset(tmp_path / "dataset", {"a": "smile"})
     url, params = f"{API}/captions/stats", {"dataset": str(dataset)}
 
     missing = client.get(url, params=params)
