@@ -189,13 +189,34 @@ def field(page, elem_id: str):
     return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
 
 
-def train_and_watch(page, steps: int, save_every: int, preview_every: int, screenshot_name: str,
+def wait_text(page, selector: str, text: str, timeout: float = 90, hidden_too: bool = False) -> str:
+    """Wait until ``selector``'s text holds ``text``, and return its text. ``hidden_too``: also count text that is
+    not shown (``textContent``, for a stage or tab the page is not showing)."""
+    read = "textContent" if hidden_too else "innerText"
+    page.wait_for_function(f"([s, t]) => (document.querySelector(s)?.{read} || '').includes(t)",
+                           arg=[selector, text], timeout=timeout * 1000)
+    return page.inner_text(selector)
+
+
+def open_project(page, name: str) -> None:
+    """Pick (or create) the project ``name`` in the tab's project box."""
+    project = page.locator("#ti_studio_project input")
+    project.fill(name)
+    project.press("Enter")
+
+
+def open_stage(page, title: str) -> None:
+    page.locator("#ti_studio_stages button", has_text=title).click()
+
+
+def train_and_watch(page, name: str, steps: int, save_every: int, preview_every: int, screenshot_name: str,
                     poll_seconds: float = 0.3, on_poll=None) -> list[int]:
-    """Fill the Train stage (learning rate 0.03, 64 px), press Train and watch the live loss chart until the status
-    says "Finished" (at most 180 s). Returns the chart's point count at each poll that showed it; the third such
-    poll is screenshotted as ``screenshot_name``. ``on_poll(page)`` runs at every poll, for what else to watch."""
-    page.wait_for_function("document.querySelector('#ti_studio_train_name textarea, #ti_studio_train_name input')"
-                           ".value === 'anna'")
+    """Wait for the Train stage to show the project's embedding ``name``, fill it (learning rate 0.03, 64 px), press
+    Train and watch the live loss chart until the status says "Finished" (at most 180 s). Returns the chart's point
+    count at each poll that showed it; the third such poll is screenshotted as ``screenshot_name``.
+    ``on_poll(page)`` runs at every poll, for what else to watch."""
+    page.wait_for_function("(name) => document.querySelector('#ti_studio_train_name textarea, "
+                           "#ti_studio_train_name input').value === name", arg=name)
     for elem_id, value in (("ti_studio_train_steps", steps), ("ti_studio_train_save_every", save_every),
                            ("ti_studio_train_preview_every", preview_every), ("ti_studio_train_lr", "0.03")):
         field(page, elem_id).fill(str(value))

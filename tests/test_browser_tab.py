@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 import photos
-from browser import REPO_ROOT, field, free_port, running_server, screenshot, train_and_watch
+from browser import (REPO_ROOT, field, free_port, open_project, open_stage, running_server, screenshot,
+                     train_and_watch, wait_text)
 from tagger_model import build_model_folder
 
 pytest_plugins = ["browser"]
@@ -27,7 +27,7 @@ def world(tmp_path_factory, tiny_models):
     source = root / "photos"
     source.mkdir()
     photos.astronaut().save(source / "astronaut.jpg")
-    photos.camera().convert("RGB").save(source / "camera.jpg")
+    photos.camera().save(source / "camera.jpg")
     photos.two_faces()[0].save(source / "two.jpg")
     photos.coffee().save(source / "coffee.jpg")  # no face: skipped with a reason
     return {"root": root, "photos": source, "tagger": build_model_folder(root / "tagger"),
@@ -44,22 +44,10 @@ def app(chromium, world):
         yield running
 
 
-def wait_text(page, selector: str, text: str, timeout: float = 90) -> str:
-    page.wait_for_function("([s, t]) => (document.querySelector(s)?.innerText || '').includes(t)",
-                           arg=[selector, text], timeout=timeout * 1000)
-    return page.inner_text(selector)
-
-
-def open_stage(page, title: str) -> None:
-    page.locator("#ti_studio_stages button", has_text=title).click()
-
-
 def test_photos_to_compare_preset(page, app, world):
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(app.url)
-    project = page.locator("#ti_studio_project input")
-    project.fill("anna")
-    project.press("Enter")
+    open_project(page, "anna")
     dataset = world["projects"] / "anna" / "dataset"
 
     # 1. Dataset: crop with progress, review, adjust one crop over its original.
@@ -121,7 +109,7 @@ def test_photos_to_compare_preset(page, app, world):
     # 3. Train: a short run, yet long enough (a few seconds on a fast machine; the page polls twice a second) that the
     # loss chart in the progress box is seen growing while it runs.
     open_stage(page, "3. Train")
-    points_seen = train_and_watch(page, steps=96, save_every=24, preview_every=48, screenshot_name="tab_3_training")
+    points_seen = train_and_watch(page, "anna", steps=96, save_every=24, preview_every=48, screenshot_name="tab_3_training")
     status = page.inner_text("#ti_studio_train_status")
     assert "Finished at step 96" in status, status
     assert len(set(points_seen)) >= 2 and points_seen == sorted(points_seen), points_seen  # the plot moved
@@ -158,8 +146,6 @@ def test_photos_to_compare_preset(page, app, world):
 
     # A new visit: picking the project shows its crops again, with the photos folder it came from.
     page.reload()
-    project = page.locator("#ti_studio_project input")
-    project.fill("anna")
-    project.press("Enter")
+    open_project(page, "anna")
     page.wait_for_function("document.querySelectorAll('#ti_studio_crop_gallery .thumbnail-item').length === 3")
     assert field(page, "ti_studio_crop_source").input_value() == str(world["photos"].resolve())

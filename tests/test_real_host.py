@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import os
 import re
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from browser import REPO_ROOT, field, free_port, running_server, screenshot, train_and_watch
+from browser import (REPO_ROOT, field, free_port, open_project, open_stage, running_server, screenshot,
+                     train_and_watch, wait_text)
 
 pytest_plugins = ["browser"]
 
@@ -77,43 +79,40 @@ def host(tmp_path_factory):
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "COMMANDLINE_ARGS": "", "PYTHONPATH": ""}
     with running_server(command, port=port, env=env, cwd=webui, timeout=STARTUP_TIMEOUT) as server:
         base = server.url.rstrip("/")
+
+        def api_answers() -> bool:
+            try:
+                return requests.get(f"{base}/sdapi/v1/options", timeout=10).ok and requests.get(
+                    f"{base}/ti-studio/v1/captions/stats", params={"dataset": str(data)}, timeout=10).status_code != 404
+            except requests.RequestException:
+                return False
+
         deadline = time.monotonic() + STARTUP_TIMEOUT
         # No request before the host says it started: the port opens at gradio's launch, before webui.py adds its
         # middleware and API (webui.py L104-112), and a request in between makes Starlette build its middleware stack,
-        # so create_api's add_middleware fails ("Cannot add middleware after an application has started").
-        while "Startup time:" not in server.output():
+        # so create_api's add_middleware fails ("Cannot add middleware after an application has started"). The API
+        # routes are mounted by then (app_started runs before that line): then ours must answer.
+        while not ("Startup time:" in server.output() and api_answers()):
             if server.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the WebUI did not come up; its output:\n{server.output()}")
             time.sleep(0.5)
-        # The API routes are mounted by then (app_started runs before that line): check ours answer.
-        while True:
-            try:
-                if requests.get(f"{base}/sdapi/v1/options", timeout=10).ok and \
-                        requests.get(f"{base}/ti-studio/v1/captions/stats", params={"dataset": str(data)},
-                                     timeout=10).status_code != 404:
-                    break
-            except requests.RequestException:
-                pass
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the WebUI did not come up; its output:\n{server.output()}")
-            time.sleep(1)
         yield base, server, data
 
 
-def _post(base: str, path: str, body: dict):
+def _call(method: str, base: str, path: str, body: dict | None = None):
     import requests
 
-    response = requests.post(base + path, json=body, timeout=REQUEST_TIMEOUT)
-    assert response.ok, f"POST {path} -> {response.status_code}: {response.text[:2000]}"
+    response = requests.request(method, base + path, json=body, timeout=REQUEST_TIMEOUT)
+    assert response.ok, f"{method} {path} -> {response.status_code}: {response.text[:2000]}"
     return response.json()
+
+
+def _post(base: str, path: str, body: dict):
+    return _call("POST", base, path, body)
 
 
 def _get(base: str, path: str):
-    import requests
-
-    response = requests.get(base + path, timeout=REQUEST_TIMEOUT)
-    assert response.ok, f"GET {path} -> {response.status_code}: {response.text[:2000]}"
-    return response.json()
+    return _call("GET", base, path)
 
 
 def test_startup_registers_tab_settings_and_no_extension_error(host):
@@ -146,20 +145,26 @@ def test_startup_registers_tab_settings_and_no_extension_error(host):
 
 
 @pytest.fixture(scope="module")
-def dataset(host, tmp_path_factory):
-    """Two photos cropped to 64 px through the host's route, then tagged by the tiny ONNX tagger."""
+def inputs(tmp_path_factory):
+    """What a user brings: a folder of two photos with faces (only read), and the tiny ONNX tagger's folder."""
     from photos import astronaut, camera
     from tagger_model import build_model_folder
 
-    base, _, _ = host
-    root = tmp_path_factory.mktemp("real-host-dataset")
+    root = tmp_path_factory.mktemp("real-host-inputs")
     photos = root / "photos"
     photos.mkdir()
-    astronaut().save(photos / "astronaut.png")
-    camera().convert("RGB").save(photos / "camera.png")
-    out = root / "dataset"
+    astronaut().save(photos / "astronaut.jpg")
+    camera().save(photos / "camera.jpg")
+    return photos, build_model_folder(root / "tagger")
+
+
+@pytest.fixture(scope="module")
+def dataset(host, inputs, tmp_path_factory):
+    """The two photos cropped to 64 px through the host's route, then tagged by the tiny ONNX tagger."""
+    base, _, _ = host
+    photos, tagger = inputs
+    out = tmp_path_factory.mktemp("real-host-dataset") / "dataset"
     crop = _post(base, "/ti-studio/v1/crop", {"src": str(photos), "out": str(out), "size": 64})
-    tagger = build_model_folder(root / "tagger")
     tag = _post(base, "/ti-studio/v1/tag", {"folder": str(out), "model": str(tagger)})
     return out, crop, tag
 
@@ -250,71 +255,53 @@ def test_compare_export_then_hosts_xyz_plot(host, trained):
     with Image.open(io.BytesIO(base64.b64decode(result["images"][0]))) as grid:
         columns, rows = len(x_values.split(",")), len(y_values.split(","))
         assert grid.width >= columns * 64 and grid.height >= rows * 64, grid.size
-    import json
-
     all_prompts = json.loads(result["info"])["all_prompts"]
     assert len(all_prompts) == columns * rows
     assert {name for name in names if any(name in p for p in all_prompts)} == set(names)
     shutil.rmtree(export, ignore_errors=True)
 
 
-def _wait_text(page, selector: str, text: str, timeout: float = 120) -> str:
-    # textContent, not innerText: the text of a stage or tab that is not shown counts too.
-    page.wait_for_function("([s, t]) => (document.querySelector(s)?.textContent || '').includes(t)",
-                           arg=[selector, text], timeout=timeout * 1000)
-    return page.inner_text(selector)
-
-
 @pytest.mark.browser
-def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
+def test_browser_photos_to_compare_grid_in_txt2img(page, host, inputs):
     """The issue's "done when": photos to a comparison grid in txt2img without leaving the tab except to press
     Generate, in the real WebUI page."""
-    from photos import astronaut, camera
-    from tagger_model import build_model_folder
-
     base, _, data = host
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    astronaut().save(photos / "astronaut.jpg")
-    camera().convert("RGB").save(photos / "camera.jpg")
-    tagger = build_model_folder(tmp_path / "tagger")
+    photos, tagger = inputs
     project_dir = data / "outputs" / "ti-studio" / "anna"  # the default projects folder: <data dir>/outputs/ti-studio
 
     page.set_viewport_size({"width": 1400, "height": 1000})
     page.goto(base + "/")
     page.wait_for_selector("#tab_ti_studio", state="attached", timeout=120_000)
     page.locator("#tabs > .tab-nav button", has_text="TI Studio").click()
-    project = page.locator("#ti_studio_project input")
-    project.fill("anna")
-    project.press("Enter")
+    open_project(page, "anna")
 
     # 1. Dataset
     field(page, "ti_studio_crop_source").fill(str(photos))
     page.click("#ti_studio_crop_run")
-    status = _wait_text(page, "#ti_studio_crop_status", "crops from 2 photos")
+    status = wait_text(page, "#ti_studio_crop_status", "crops from 2 photos", timeout=120, hidden_too=True)
     assert "2 crops from 2 photos" in status, status
     page.wait_for_function("document.querySelectorAll('#ti_studio_crop_gallery .thumbnail-item').length === 2")
     assert sorted(p.name for p in (project_dir / "dataset").glob("*.png")) == ["astronaut.png", "camera.png"]
     screenshot(page, "real_host_1_dataset")
 
     # 2. Tags
-    page.locator("#ti_studio_stages button", has_text="2. Tags").click()
+    open_stage(page, "2. Tags")
     model = field(page, "ti_studio_tag_model")
     model.fill(str(tagger))
     model.press("Enter")
     page.click("#ti_studio_tag_run")
-    _wait_text(page, "#ti_studio_tag_status", "Tagged 2 images")
+    wait_text(page, "#ti_studio_tag_status", "Tagged 2 images", timeout=120, hidden_too=True)
     assert page.locator("#ti_studio_tag_table label", has_text="white background").count() == 1
     screenshot(page, "real_host_2_tags")
 
     # 3. Train at 64 px on the host's model, reported through the host's progress bar.
-    page.locator("#ti_studio_stages button", has_text="3. Train").click()
+    open_stage(page, "3. Train")
     progress_bar_seen = []
 
     def watch_progress_bar(polled) -> None:
         progress_bar_seen.append(polled.locator("#tab_ti_studio .progressDiv").count() > 0)
 
-    points_seen = train_and_watch(page, steps=36, save_every=12, preview_every=18,
+    points_seen = train_and_watch(page, "anna", steps=36, save_every=12, preview_every=18,
                                   screenshot_name="real_host_3_training", poll_seconds=0.2, on_poll=watch_progress_bar)
     status = page.inner_text("#ti_studio_train_status")
     assert "Finished at step 36" in status, status
@@ -324,8 +311,8 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     screenshot(page, "real_host_3_train_done")
 
     # 4. Compare, then Send to txt2img: the host's paste-parameters fills txt2img and the X/Y/Z script.
-    page.locator("#ti_studio_stages button", has_text="4. Compare").click()
-    snapshot_list = _wait_text(page, "#ti_studio_compare_snapshots", "anna-36")
+    open_stage(page, "4. Compare")
+    snapshot_list = wait_text(page, "#ti_studio_compare_snapshots", "anna-36", timeout=120, hidden_too=True)
     assert "anna-12" in snapshot_list and "anna-24" in snapshot_list, snapshot_list
     page.wait_for_function("document.querySelector('#ti_studio_compare_infotext textarea').value"
                            ".includes('X/Y/Z plot')")
@@ -344,7 +331,7 @@ def test_browser_photos_to_compare_grid_in_txt2img(page, host, tmp_path):
     assert page.input_value("#tab_txt2img #script_list input") == "X/Y/Z plot"
     assert page.input_value("#txt2img_width input[type=number]") == "64"
     assert page.input_value("#txt2img_height input[type=number]") == "64"
-    _wait_text(page, "#ti_studio_compare_status", "3 snapshots loaded for txt2img", timeout=60)
+    wait_text(page, "#ti_studio_compare_status", "3 snapshots loaded for txt2img", timeout=60, hidden_too=True)
     screenshot(page, "real_host_5_txt2img")
 
     page.click("#txt2img_generate")
