@@ -235,8 +235,8 @@ def test_a_body_outside_the_schema_is_422(client, model_dir, dataset, tmp_path):
     (None, "model not found: {model}"),
     (RuntimeError("CUDA out of\nmemory"), "training failed: RuntimeError: CUDA out of memory (see the console)"),
 ])
-def test_a_failing_model_load_fails_the_job_with_one_line(client, loader, model_dir, dataset, tmp_path, caplog,
-                                                        failure, message):
+def test_a_failing_model_load_fails_the_job_with_one_line(client, loader, dataset, tmp_path, caplog, failure,
+                                                        message):
     missing = tmp_path / "no-model"
     loader.fail_with = failure
     status = wait_for_end(client, start(client, train_body(missing, dataset, tmp_path / "run")))

@@ -101,7 +101,7 @@ def test_crop_runs_as_a_host_gpu_job_with_progress(host, tab, tmp_path, monkeypa
     assert "2 crops from 2 photos" in status
 
 
-def test_errors_are_one_line_in_the_status(host, tab, tmp_path):
+def test_errors_are_one_line_in_the_status(tab, tmp_path):
     crop, _ = handler(tab, "ti_studio_crop_run")
     *_, status = crop("task(crop2)", "anna", str(tmp_path / "missing"), 512, "mtcnn", "head-and-shoulders",
                       "largest", "skip")
