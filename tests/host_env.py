@@ -13,6 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 HOST_DOUBLE = Path(__file__).resolve().parent / "host_double"
 SCRIPT = ROOT / "scripts" / "ti_studio.py"
 
+#: Python source that imports the script as the host does, in a fresh interpreter (``python -c``), against the double.
+IMPORT_SCRIPT_AS_HOST = (
+    "import importlib.util, sys\n"
+    f"sys.path[:0] = [{str(HOST_DOUBLE)!r}, {str(ROOT)!r}]\n"
+    f"spec = importlib.util.spec_from_file_location('ti_studio.py', {str(SCRIPT)!r})\n"
+    "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+)
+
 
 @contextlib.contextmanager
 def host_modules(monkeypatch) -> Iterator[None]:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import photos
-from host_env import HOST_DOUBLE, ROOT, SCRIPT, host_modules, load_script
+from host_env import IMPORT_SCRIPT_AS_HOST, ROOT, host_modules, load_script
 from tagger_model import build_model_folder
 from ti_studio.tagging.tagger import unload_taggers
 from ti_studio.webui import CALLBACK_NAME, routes
@@ -83,11 +83,8 @@ def test_routes_exist_only_where_the_host_serves_its_api(host, monkeypatch, api,
 
 def test_importing_the_script_loads_nothing_heavy(tmp_path):
     """The host imports every extension's scripts at startup: ours must not pull in a framework or a runtime."""
-    code = (
-        "import importlib.util, json, sys\n"
-        f"sys.path[:0] = [{str(HOST_DOUBLE)!r}, {str(ROOT)!r}]\n"
-        f"spec = importlib.util.spec_from_file_location('ti_studio.py', {str(SCRIPT)!r})\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+    code = IMPORT_SCRIPT_AS_HOST + (
+        "import json\n"
         "from modules import script_callbacks\n"
         "heavy = ('gradio', 'torch', 'onnxruntime', 'diffusers', 'ti_studio.webui.routes')\n"
         "print(json.dumps({'loaded': [name for name in heavy if name in sys.modules],\n"
