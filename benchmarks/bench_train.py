@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import photos  # noqa: E402  (test helper: real photos shipped by scikit-image)
-from tiny_sd import _make_trainable, _scheduler, _tokenizer  # noqa: E402  (the test model's recipe)
+from tiny_sd import make_trainable, save_diffusers_folder  # noqa: E402  (the test model's recipe)
 from ti_studio.backends.diffusers_backend import DiffusersBackend  # noqa: E402
 from ti_studio.training.config import TrainConfig  # noqa: E402
 from ti_studio.training.trainer import TrainCallbacks, train  # noqa: E402
@@ -97,7 +97,7 @@ def network_configs(real_sd15: bool, size: int) -> dict[str, dict]:
 
 def build_model(folder: Path, real_sd15: bool, size: int, seed: int = 0) -> Path:
     """A diffusers SD1 folder with seeded random weights."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     configs = network_configs(real_sd15, size)
@@ -105,12 +105,8 @@ def build_model(folder: Path, real_sd15: bool, size: int, seed: int = 0) -> Path
     text_encoder = CLIPTextModel(CLIPTextConfig(**configs["text"]))
     unet, vae = UNet2DConditionModel(**configs["unet"]), AutoencoderKL(**configs["vae"])
     for network in (text_encoder, unet, vae):
-        _make_trainable(network)
-    pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer(folder / "tokenizer", "sd1"), unet=unet,
-        scheduler=_scheduler("sd1"), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipeline.save_pretrained(folder, safe_serialization=True)
-    return folder
+        make_trainable(network)
+    return save_diffusers_folder(folder, "sd1", text_encoder, unet, vae)
 
 
 def write_dataset(folder: Path) -> Path:
@@ -366,8 +362,9 @@ def summary(result: dict) -> dict:
 def print_table(results: list[dict]) -> None:
     print("| variant | batch | median step s | floor s (same run) | / floor | peak RSS MB |")
     print("|---|---|---|---|---|---|")
-    for result in results:
-        batch, numbers, peaks = result["batch"], summary(result), result["peak_mb"]
+    summaries = [summary(result) for result in results]
+    for result, numbers in zip(results, summaries):
+        batch, peaks = result["batch"], result["peak_mb"]
         floor, text = numbers["floor"], numbers["text"]
         print(f"| floor: UNet fwd + bwd to the conditioning | {batch} | {floor:.3f} | | 1.00 | {peaks['floor']:.0f} |")
         print(f"| text encoder fwd + bwd to the tokens (not in the floor) | {batch} | {text:.3f} | | "
@@ -376,8 +373,7 @@ def print_table(results: list[dict]) -> None:
             run = result[variant]
             print(f"| {label} | {batch} | {run['step']:.3f} | {run['floor']:.3f} | {numbers[variant + '/floor']:.2f} | "
                   f"{peaks[variant]:.0f} |")
-    for result in results:
-        numbers = summary(result)
+    for result, numbers in zip(results, summaries):
         print(f"batch {result['batch']}: ours/floor {numbers['ours/floor']:.3f} (target <= 1.10), "
               f"baseline/ours {numbers['baseline/ours']:.2f} (target >= 1.5), "
               f"ours/(floor + text encoder) {numbers['ours/(floor+text)']:.3f}")

@@ -40,16 +40,23 @@ def weights_fingerprint(*networks: nn.Module) -> str:
 def build_tiny_sd(folder: str | Path, kind: str = "sd1", seed: int = 0) -> Path:
     """Write the tiny model of ``kind`` ("sd1": epsilon, CLIP-L-like text encoder; "sd2-v": v-prediction,
     OpenCLIP-like text encoder with GELU and pad id 0) into ``folder`` and return it. Same seed, same weights."""
-    from diffusers import StableDiffusionPipeline
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
-    folder = Path(folder)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         text_encoder, unet, vae = _text_encoder(kind), _unet(kind), _vae()
         for network in (text_encoder, unet, vae):
-            _make_trainable(network)
+            make_trainable(network)
+    return save_diffusers_folder(folder, kind, text_encoder, unet, vae)
+
+
+def save_diffusers_folder(folder: str | Path, kind: str, text_encoder: nn.Module, unet: nn.Module, vae: nn.Module
+                          ) -> Path:
+    """Write the networks as a diffusers SD folder of ``kind``, with the real CLIP tokenizer and the kind's
+    scheduler (also the benchmarks' recipe for their larger random models)."""
+    from diffusers import StableDiffusionPipeline
+
+    folder = Path(folder)
     pipeline = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=_tokenizer(folder / "tokenizer", kind), unet=unet,
         scheduler=_scheduler(kind), safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -115,7 +122,7 @@ def _scheduler(kind: str):
 
 
 @torch.no_grad()
-def _make_trainable(network: nn.Module) -> None:
+def make_trainable(network: nn.Module) -> None:
     """Random norm affines and no all-zero parameter, so that every layer passes the conditioning on."""
     for module in network.modules():
         if isinstance(module, (nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
