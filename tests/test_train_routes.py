@@ -65,12 +65,17 @@ def loader(gpu_lock):
     return Loader(gpu_lock)
 
 
-@pytest.fixture
-def client(gpu_lock, loader):
+def app_with_training(gpu_lock, loader, credentials=None) -> FastAPI:
+    """An app serving the routes with training jobs on ``loader``'s model, as WebUI and the standalone app do."""
     app = FastAPI()
     jobs = TrainJobs(loader.load, loader.release, gpu_lock)
-    app.include_router(routes.create_router(credentials=None, gpu_lock=gpu_lock, jobs=jobs))
-    yield TestClient(app)
+    app.include_router(routes.create_router(credentials=credentials, gpu_lock=gpu_lock, jobs=jobs))
+    return app
+
+
+@pytest.fixture
+def client(gpu_lock, loader):
+    yield TestClient(app_with_training(gpu_lock, loader))
     for thread in _training_threads():  # a failed test must not leave a run going into the next one
         thread.join(POLL_LIMIT_S)
 
@@ -287,10 +292,7 @@ def test_training_routes_exist_only_with_jobs(gpu_lock):
 
 
 def test_api_auth_protects_the_training_and_compare_routes(gpu_lock, loader, tmp_path):
-    app = FastAPI()
-    jobs = TrainJobs(loader.load, loader.release, gpu_lock)
-    app.include_router(routes.create_router(credentials={"alice": "s3cret"}, gpu_lock=gpu_lock, jobs=jobs))
-    client = TestClient(app)
+    client = TestClient(app_with_training(gpu_lock, loader, credentials={"alice": "s3cret"}))
     requests = [("post", "train", {"dataset": str(tmp_path), "run_dir": str(tmp_path / "run"), "name": "x"}),
                 ("get", "train/nope", None), ("post", "train/nope/interrupt", None),
                 ("post", "compare", {"run_dir": str(tmp_path)})]
