@@ -19,3 +19,9 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("tiny_sd")
     return {kind: build_tiny_sd(root / kind, kind) for kind in ("sd1", "sd2-v")}
+
+
+@pytest.fixture(scope="session")
+def sd1_model_dir(tiny_models) -> Path:
+    """The tiny SD1's diffusers folder: the model the trainer, CLI and route tests train on."""
+    return tiny_models["sd1"]

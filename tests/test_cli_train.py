@@ -8,23 +8,18 @@ import photos
 from ti_studio.cli import main
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_models):
-    return tiny_models["sd1"]
-
-
 @pytest.fixture
 def dataset(tmp_path):
     return photos.two_image_dataset(tmp_path / "dataset")
 
 
-def _train(model_dir, dataset, out, *extra):
-    return ["train", "--model", str(model_dir), "--data", str(dataset), "--name", "tiface", "--steps", "6",
+def _train(sd1_model_dir, dataset, out, *extra):
+    return ["train", "--model", str(sd1_model_dir), "--data", str(dataset), "--name", "tiface", "--steps", "6",
             "--save-every", "2", "--preview-every", "0", "--size", "64", "--lr", "0.01", "--out", str(out), *extra]
 
 
-def test_train_then_compare(model_dir, dataset, tmp_path, capsys):
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--format", "both", "--json")) == 0
+def test_train_then_compare(sd1_model_dir, dataset, tmp_path, capsys):
+    assert main(_train(sd1_model_dir, dataset, tmp_path / "runs", "--format", "both", "--json")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["finished"] and summary["steps_done"] == 6
     embeddings = tmp_path / "runs" / "tiface" / "embeddings"
@@ -44,22 +39,22 @@ def test_train_then_compare(model_dir, dataset, tmp_path, capsys):
         "tiface-2.safetensors", "tiface-4.safetensors", "tiface-6.safetensors"]
 
 
-def test_compare_names_are_never_substrings_of_each_other(model_dir, dataset, tmp_path, capsys):
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "10", "--save-every", "1")) == 0
+def test_compare_names_are_never_substrings_of_each_other(sd1_model_dir, dataset, tmp_path, capsys):
+    assert main(_train(sd1_model_dir, dataset, tmp_path / "runs", "--steps", "10", "--save-every", "1")) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "runs" / "tiface"), "--steps", "1,10", "--json"]) == 0
     names = [s["name"] for s in json.loads(capsys.readouterr().out)["snapshots"]]
     assert names == ["tiface-01", "tiface-10"]  # "tiface-1" would be replaced inside "tiface-10"
 
 
-def test_interrupted_run_resumes_from_the_cli(model_dir, dataset, tmp_path, capsys):
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "4")) == 0
+def test_interrupted_run_resumes_from_the_cli(sd1_model_dir, dataset, tmp_path, capsys):
+    assert main(_train(sd1_model_dir, dataset, tmp_path / "runs", "--steps", "4")) == 0
     before = sorted(p.name for p in (tmp_path / "runs" / "tiface" / "embeddings").iterdir())
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "6", "--model", str(tmp_path / "none")
+    assert main(_train(sd1_model_dir, dataset, tmp_path / "runs", "--steps", "6", "--model", str(tmp_path / "none")
                        )) == 2  # refused before the model is loaded: the missing model is never reached
     assert "use --resume" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "runs" / "tiface" / "embeddings").iterdir()) == before
-    assert main(_train(model_dir, dataset, tmp_path / "runs", "--steps", "6", "--resume", "--json")) == 0
+    assert main(_train(sd1_model_dir, dataset, tmp_path / "runs", "--steps", "6", "--resume", "--json")) == 0
     assert json.loads(capsys.readouterr().out)["steps_done"] == 6
 
 
@@ -71,8 +66,8 @@ def test_interrupted_run_resumes_from_the_cli(model_dir, dataset, tmp_path, caps
     ("name with a path", "name"),
     ("missing model", "not found"),
 ])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(model_dir, dataset, tmp_path, capsys, case, message):
-    args = {"name": "tiface", "lr": "0.01", "template": "name_filewords", "data": dataset, "model": model_dir}
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(sd1_model_dir, dataset, tmp_path, capsys, case, message):
+    args = {"name": "tiface", "lr": "0.01", "template": "name_filewords", "data": dataset, "model": sd1_model_dir}
     if case == "empty dataset":
         args["data"] = tmp_path / "empty"
         args["data"].mkdir()

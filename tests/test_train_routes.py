@@ -26,11 +26,6 @@ API = "/ti-studio/v1"
 POLL_LIMIT_S = 120
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_models):
-    return tiny_models["sd1"]
-
-
 @pytest.fixture
 def dataset(tmp_path):
     return photos.two_image_dataset(tmp_path / "dataset")
@@ -84,8 +79,8 @@ def _training_threads() -> list[threading.Thread]:
     return [thread for thread in threading.enumerate() if thread.name.startswith("ti-studio-train-")]
 
 
-def train_body(model_dir, dataset, run_dir, **changes) -> dict:
-    body = {"dataset": str(dataset), "run_dir": str(run_dir), "model": str(model_dir), "precision": "fp32",
+def train_body(sd1_model_dir, dataset, run_dir, **changes) -> dict:
+    body = {"dataset": str(dataset), "run_dir": str(run_dir), "model": str(sd1_model_dir), "precision": "fp32",
             "name": "tiface", "steps": 4, "save_every": 2, "preview_every": 0, "size": 64, "learning_rate": "0.01"}
     body.update(changes)
     return body
@@ -116,9 +111,9 @@ def wait_for_end(client, job_id: str) -> dict:
 # --- a run, then its comparison ---------------------------------------------------------------------------------
 
 
-def test_train_in_the_background_then_compare(client, loader, model_dir, dataset, tmp_path):
+def test_train_in_the_background_then_compare(client, loader, sd1_model_dir, dataset, tmp_path):
     run_dir = tmp_path / "runs" / "tiface"
-    job_id = start(client, train_body(model_dir, dataset, run_dir, output_format="both"))
+    job_id = start(client, train_body(sd1_model_dir, dataset, run_dir, output_format="both"))
 
     status = wait_for_end(client, job_id)
     assert status["state"] == "finished", status["message"]
@@ -131,7 +126,7 @@ def test_train_in_the_background_then_compare(client, loader, model_dir, dataset
         "tiface-2.safetensors", "tiface-2.pt", "tiface-4.safetensors", "tiface-4.pt"]
     assert all(Path(path).is_file() for path in status["snapshots"])
     assert status["last_snapshot"] == str(run_dir / "embeddings" / "tiface-4.safetensors")
-    assert loader.loads == [(str(model_dir), "fp32", True)]  # loaded under the GPU lock, in the asked precision
+    assert loader.loads == [(str(sd1_model_dir), "fp32", True)]  # loaded under the GPU lock, in the asked precision
     assert len(loader.released) == 1
 
     exported = tmp_path / "webui-embeddings"
@@ -155,9 +150,9 @@ def test_train_in_the_background_then_compare(client, loader, model_dir, dataset
     assert one.json()["infotext"].splitlines()[0] == "a photo of tiface-4" and one.json()["exported"] == []
 
 
-def test_interrupt_saves_a_snapshot_the_run_resumes_from(client, model_dir, dataset, tmp_path):
+def test_interrupt_saves_a_snapshot_the_run_resumes_from(client, sd1_model_dir, dataset, tmp_path):
     run_dir = tmp_path / "run"
-    job_id = start(client, train_body(model_dir, dataset, run_dir, steps=100_000, save_every=100_000))
+    job_id = start(client, train_body(sd1_model_dir, dataset, run_dir, steps=100_000, save_every=100_000))
     poll(client, job_id, lambda status: status["step"] >= 3)
 
     answer = client.post(f"{API}/train/{job_id}/interrupt")
@@ -171,22 +166,22 @@ def test_interrupt_saves_a_snapshot_the_run_resumes_from(client, model_dir, data
     assert status["message"] == (f"interrupted at step {step}; last snapshot {snapshot.name}; start it again with "
                                  f"resume to continue")
 
-    resumed = start(client, train_body(model_dir, dataset, run_dir, steps=step + 2, save_every=100_000,
+    resumed = start(client, train_body(sd1_model_dir, dataset, run_dir, steps=step + 2, save_every=100_000,
                                        resume=True))
     status = wait_for_end(client, resumed)
     assert status["state"] == "finished" and status["step"] == step + 2
     assert status["last_snapshot"] == str(run_dir / "embeddings" / f"tiface-{step + 2}.safetensors")
 
 
-def test_a_job_waits_for_the_gpu_lock_and_one_runs_at_a_time(client, loader, gpu_lock, model_dir, dataset,
+def test_a_job_waits_for_the_gpu_lock_and_one_runs_at_a_time(client, loader, gpu_lock, sd1_model_dir, dataset,
                                                              tmp_path):
     with gpu_lock:  # a generation is running
-        job_id = start(client, train_body(model_dir, dataset, tmp_path / "run"))
+        job_id = start(client, train_body(sd1_model_dir, dataset, tmp_path / "run"))
         status = client.get(f"{API}/train/{job_id}").json()
         assert status["state"] == "queued" and status["message"] == "waiting for the GPU"
         assert status["step"] == 0 and status["total_steps"] == 4 and status["started"] is None
 
-        second = client.post(f"{API}/train", json=train_body(model_dir, dataset, tmp_path / "other"))
+        second = client.post(f"{API}/train", json=train_body(sd1_model_dir, dataset, tmp_path / "other"))
         assert second.status_code == 400
         assert second.json() == {"detail": f"a training run is already running (job {job_id}); interrupt it or "
                                            f"wait for it to end"}
@@ -195,7 +190,7 @@ def test_a_job_waits_for_the_gpu_lock_and_one_runs_at_a_time(client, loader, gpu
     assert status["state"] == "interrupted" and status["message"] == "interrupted before it started"
     assert loader.loads == [] and not (tmp_path / "run").exists() and not (tmp_path / "other").exists()
 
-    assert wait_for_end(client, start(client, train_body(model_dir, dataset, tmp_path / "run")))["state"] == \
+    assert wait_for_end(client, start(client, train_body(sd1_model_dir, dataset, tmp_path / "run")))["state"] == \
         "finished"  # the slot is free again
 
 
@@ -210,7 +205,7 @@ def test_a_job_waits_for_the_gpu_lock_and_one_runs_at_a_time(client, loader, gpu
     ("existing run", {}, "{run} already holds a run of tiface"),
     ("nothing to resume", {"resume": True}, "nothing to resume in {run}"),
 ])
-def test_bad_requests_are_400_and_start_nothing(client, loader, model_dir, dataset, tmp_path, case, changes,
+def test_bad_requests_are_400_and_start_nothing(client, loader, sd1_model_dir, dataset, tmp_path, case, changes,
                                                message):
     run_dir = tmp_path / "run"
     if case == "empty dataset":
@@ -219,7 +214,7 @@ def test_bad_requests_are_400_and_start_nothing(client, loader, model_dir, datas
     if case == "existing run":
         run_dir.mkdir()
         (run_dir / "config.json").write_text("{}", encoding="utf-8")
-    answer = client.post(f"{API}/train", json=train_body(model_dir, dataset, run_dir, **changes))
+    answer = client.post(f"{API}/train", json=train_body(sd1_model_dir, dataset, run_dir, **changes))
     assert answer.status_code == 400, answer.text
     detail = answer.json()["detail"]
     assert message.format(dataset=dataset, run=run_dir) in detail and "\n" not in detail
@@ -230,8 +225,8 @@ def test_bad_requests_are_400_and_start_nothing(client, loader, model_dir, datas
         assert not run_dir.exists()
 
 
-def test_a_body_outside_the_schema_is_422(client, model_dir, dataset, tmp_path):
-    answer = client.post(f"{API}/train", json=train_body(model_dir, dataset, tmp_path / "run",
+def test_a_body_outside_the_schema_is_422(client, sd1_model_dir, dataset, tmp_path):
+    answer = client.post(f"{API}/train", json=train_body(sd1_model_dir, dataset, tmp_path / "run",
                                                          latent_sampling="sometimes"))
     assert answer.status_code == 422
 
@@ -251,9 +246,9 @@ def test_a_failing_model_load_fails_the_job_with_one_line(client, loader, datase
     assert bool(logged and logged[0].exc_info) is (failure is not None)  # the traceback goes to the console
 
 
-def test_the_model_is_released_when_training_fails(client, loader, gpu_lock, model_dir, dataset, tmp_path):
+def test_the_model_is_released_when_training_fails(client, loader, gpu_lock, sd1_model_dir, dataset, tmp_path):
     with gpu_lock:
-        job_id = start(client, train_body(model_dir, dataset, tmp_path / "run"))
+        job_id = start(client, train_body(sd1_model_dir, dataset, tmp_path / "run"))
         for path in dataset.glob("*.png"):  # the photos go away while the job waits for the GPU
             path.unlink()
     status = wait_for_end(client, job_id)

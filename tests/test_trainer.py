@@ -15,13 +15,8 @@ from ti_studio.training.trainer import TrainCallbacks, train
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_models):
-    return tiny_models["sd1"]
-
-
-@pytest.fixture(scope="module")
-def backend(model_dir):
-    return DiffusersBackend.load(model_dir, device="cpu")
+def backend(sd1_model_dir):
+    return DiffusersBackend.load(sd1_model_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +129,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_snapshot(backend, dataset, tmp_p
     assert torch.isfinite(load_embedding(result.last_good_snapshot).vectors["emb_params"]).all()
 
 
-def test_snapshots_load_in_diffusers_and_change_its_output(backend, dataset, model_dir, tmp_path):
+def test_snapshots_load_in_diffusers_and_change_its_output(backend, dataset, sd1_model_dir, tmp_path):
     from diffusers import StableDiffusionPipeline
 
     result = train(config(steps=20, output_format="both", preview_every=20), backend, dataset, tmp_path / "run")
     assert (tmp_path / "run" / "embeddings" / "tiface-20.pt").is_file()
     with Image.open(tmp_path / "run" / "previews" / "tiface-20.png") as preview:
         assert preview.size == (64, 64)
-    pipe = StableDiffusionPipeline.from_pretrained(model_dir, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(sd1_model_dir, safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
 
     def render(prompt):
