@@ -109,7 +109,8 @@ def test_photos_to_compare_preset(page, app, world):
     # 3. Train: a short run, yet long enough (a few seconds on a fast machine; the page polls twice a second) that the
     # loss chart in the progress box is seen growing while it runs.
     open_stage(page, "3. Train")
-    points_seen = train_and_watch(page, "anna", steps=96, save_every=24, preview_every=48, screenshot_name="tab_3_training")
+    points_seen = train_and_watch(page, "anna", steps=96, save_every=24, preview_every=48,
+                                  screenshot_name="tab_3_training")
     status = page.inner_text("#ti_studio_train_status")
     assert "Finished at step 96" in status, status
     assert len(set(points_seen)) >= 2 and points_seen == sorted(points_seen), points_seen  # the plot moved

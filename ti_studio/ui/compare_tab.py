@@ -71,8 +71,8 @@ def build(host: Host, picker: ProjectPicker) -> StageView:
     @guarded(3)
     def show_runs(project_name: str) -> list:
         names = picker.project(project_name).run_names()
-        return [gr.update(choices=names, value=names[0] if names else None), *show_snapshots(project_name,
-                                                                                              names[0] if names else "")]
+        newest = names[0] if names else None
+        return [gr.update(choices=names, value=newest), *show_snapshots(project_name, newest or "")]
 
     def show_snapshots(project_name: str, run_name: str) -> list:
         if not run_name:
