@@ -131,3 +131,20 @@ def test_the_app_frees_the_model_when_a_job_releases_it(tmp_path, tiny_models):
     unet = weakref.ref(backend._parts.unet)
     host.release_backend(backend)
     assert unet() is None
+
+
+def test_the_live_chart_is_redrawn_at_most_every_quarter_second_or_at_a_snapshot():
+    from ti_studio.ui.train_tab import CHART_REDRAW_S, LiveChart
+
+    clock = [100.0]
+    chart = LiveChart(clock=lambda: clock[0])
+    rows = [{"step": 1, "loss": 0.5, "norm": 0.3}, {"step": 2, "loss": 0.4, "norm": 0.31}]
+    first = chart.svg(rows)
+    assert "<svg" in first and "step 2" in first
+    rows.append({"step": 3, "loss": 0.3, "norm": 0.32})
+    clock[0] += CHART_REDRAW_S / 2
+    assert chart.svg(rows) == first  # too soon: the drawing the browser has not fetched yet still stands
+    assert chart.svg(rows, now=True) != first  # a snapshot is drawn at once
+    rows.append({"step": 4, "loss": 0.2, "norm": 0.33})
+    clock[0] += CHART_REDRAW_S
+    assert "step 4" in chart.svg(rows)

@@ -8,9 +8,11 @@ continues it from its newest snapshot after an Interrupt, a crash or with more s
 from __future__ import annotations
 
 import html
+import math
+import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -30,6 +32,9 @@ FORM_FIELDS = ("name", "init_text", "vectors", "learning_rate", "steps", "batch_
                "save_every", "preview_every", "preview_prompt", "shuffle_tags", "tag_dropout", "latent_sampling",
                "flip", "norm_control", "size", "output_format", "seed")
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+#: The browser polls the progress text twice a second; redrawing the live chart more often than this only takes time
+#: from training (benchmarks/bench_chart.py: about 4 ms a drawing at 3000 steps, every step).
+CHART_REDRAW_S = 0.25
 
 
 def build(host: Host, picker: ProjectPicker) -> StageView:
@@ -153,11 +158,13 @@ def _train(host: Host, config: TrainConfig, dataset: Path, run_dir: Path, resume
     rows = read_loss_log(folder.loss_log) if resume else []
     job.start(config.steps, job_text(f"Loading the model for {config.name}..."))
     backend = host.load_backend(model, config.precision)
+    chart = LiveChart()
     try:
         def on_step(report: StepReport) -> None:
             rows.append({"step": report.step, "loss": report.loss, "norm": report.norm,
                          "fixed_loss": report.fixed_loss})
-            job.advance(report.step, _progress_html(report, rows), report.preview_image)
+            svg = chart.svg(rows, now=report.snapshot is not None)  # a snapshot adds a fixed-noise loss marker
+            job.advance(report.step, progress_html(report, svg), report.preview_image)
 
         def on_status(text: str) -> None:
             job.advance(rows[-1]["step"] if rows else 0, job_text(text))
@@ -169,12 +176,29 @@ def _train(host: Host, config: TrainConfig, dataset: Path, run_dir: Path, resume
     return [chart_svg(read_loss_log(folder.loss_log)), _previews(folder), _result_html(result)]
 
 
-def _progress_html(report: StepReport, rows: list[dict]) -> str:
+class LiveChart:
+    """The chart in the progress text, redrawn at most every :data:`CHART_REDRAW_S` of ``clock`` (or at once when
+    asked)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._svg = ""
+        self._drawn = -math.inf
+
+    def svg(self, rows: list[dict], now: bool = False) -> str:
+        clock = self._clock()
+        if now or clock - self._drawn >= CHART_REDRAW_S:
+            self._svg, self._drawn = chart_svg(rows), clock
+        return self._svg
+
+
+def progress_html(report: StepReport, chart: str) -> str:
+    """The step's line above the live chart: what the progress box shows during training."""
     line = (f"Step {report.step}/{report.total_steps} · loss {report.loss:.4f} · learning rate "
             f"{report.learning_rate:g} · norm {report.norm:.3f}")
     if report.snapshot:
         line += f" · saved {report.snapshot.name}"
-    return f"<div class='ti-studio-job'>{html.escape(line)}</div>\n{chart_svg(rows)}"
+    return f"<div class='ti-studio-job'>{html.escape(line)}</div>\n{chart}"
 
 
 def _previews(folder: RunFolder) -> list[tuple[str, str]]:
